@@ -1,0 +1,47 @@
+# apvg-hf — every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: install test test-slow quality format demo dataset-small clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## test: the default test suite (fast; what CI runs)
+test: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" -q
+
+## test-slow: the slow tests only (bigger datasets, multi-process runs)
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -m slow -q
+
+quality: $(VENV)/.installed
+	$(PY) -m ruff check src scripts tests
+	$(PY) -m ruff format --check src scripts tests
+
+format: $(VENV)/.installed
+	$(PY) -m ruff check --fix src scripts tests
+	$(PY) -m ruff format src scripts tests
+
+## demo: the main job (for now: a virtual-pianist performance with skeleton overlay -> outputs/demo.mp4)
+demo: $(VENV)/.installed
+	$(PY) scripts/preview_sample.py --synthesize bach/bwv846 --seconds 20 --output outputs/demo.mp4
+
+dataset-small: $(VENV)/.installed
+	$(PY) scripts/build_dataset.py --preset small --output data/virtual_pianist_small
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

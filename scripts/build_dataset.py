@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""Build the virtual pianist dataset (a `datasets.DatasetDict` saved with `save_to_disk`).
+
+    python scripts/build_dataset.py --preset small --output data/virtual_pianist_small
+    python scripts/build_dataset.py --preset full --output data/vp_full --num-workers 2 --resolution 128
+
+Load it with `datasets.load_from_disk(DIR)`. Splits are by piece; see apvg_hf.data.virtual_pianist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+
+from apvg_hf.data.presets import DEMO_PIECE, PRESETS, preset_pieces
+from apvg_hf.data.virtual_pianist import SPLITS, PerformanceSpec, build_split, split_pieces
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument("--output", required=True, type=Path)
+    ap.add_argument("--num-workers", type=int, default=2)
+    ap.add_argument("--resolution", type=int, default=None, help="square frame size (default: the preset's)")
+    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--sampling-rate", type=int, default=16000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", type=int, default=None, help="performances per piece (default: the preset's)")
+    ap.add_argument("--clip-seconds", type=float, default=None)
+    ap.add_argument("--soundfont", default=None, help="a .sf2 file (default: a system one if present, else TimGM6mb)")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+
+    preset = PRESETS[args.preset]
+    res = args.resolution or preset.resolution
+    variants = args.variants or preset.variants
+    clip_seconds = args.clip_seconds or preset.clip_seconds
+    if args.output.exists() and any(args.output.iterdir()):
+        if not args.overwrite:
+            sys.exit(f"error: {args.output} exists and is not empty (pass --overwrite to replace it)")
+        shutil.rmtree(args.output)
+
+    pieces = preset_pieces(args.preset)
+    max_secs = dict(pieces)
+    others = [p for p, _ in pieces if p != DEMO_PIECE]
+    splits = split_pieces(others)
+    splits["test"] = [DEMO_PIECE] + splits["test"]  # the demo piece is never trained on
+    print(f"preset {args.preset}: {len(pieces)} pieces x {variants} variants at {res}x{res}, {args.fps:g} fps; "
+          + ", ".join(f"{k}: {len(splits[k])} pieces" for k in SPLITS))  # fmt: skip
+
+    t0 = time.time()
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="apvg_build_") as cache:
+        for split in SPLITS:
+            specs = [
+                PerformanceSpec(piece_id=p, variant=v, seed=args.seed, max_seconds=max_secs[p], fps=args.fps,
+                                width=res, height=res, sampling_rate=args.sampling_rate, soundfont=args.soundfont)
+                for p in splits[split] for v in range(variants)
+            ]  # fmt: skip
+            out[split] = build_split(specs, clip_seconds, args.num_workers, cache_dir=cache)
+        dd = datasets.DatasetDict(out)
+        dd.save_to_disk(str(args.output))
+    wall = time.time() - t0
+
+    seconds = {k: float(sum(ds["duration"])) for k, ds in dd.items()}
+    total = sum(seconds.values())
+    size = dir_size(args.output)
+    stats = {
+        "preset": args.preset,
+        "resolution": res,
+        "fps": args.fps,
+        "variants": variants,
+        "pieces": {k: splits[k] for k in SPLITS},
+        "clips": {k: len(v) for k, v in dd.items()},
+        "seconds": seconds,
+        "total_seconds": total,
+        "wall_seconds": wall,
+        "data_seconds_per_wall_second": total / wall,
+        "bytes": size,
+        "bytes_per_hour": size / max(total, 1e-9) * 3600,
+        "num_workers": args.num_workers,
+    }
+    (args.output / "build_info.json").write_text(json.dumps(stats, indent=2))
+    print(f"built {total / 60:.1f} min of data ({sum(stats['clips'].values())} clips) in {wall:.0f} s "
+          f"= {stats['data_seconds_per_wall_second']:.1f} s of data per wall second; "
+          f"{size / 1e6:.1f} MB on disk = {stats['bytes_per_hour'] / 1e6:.0f} MB per hour -> {args.output}")  # fmt: skip
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data sources for apvg-hf: the virtual pianist (synthetic, exact labels)."""

@@ -1,0 +1,234 @@
+"""The virtual pianist dataset: music -> performed notes -> audio + motion -> frames, in clips.
+
+One *performance* is a piece with one augmentation, one appearance and one camera; it is cut into
+clips of at most `clip_seconds`. Everything is deterministic for (seed, piece, variant), whatever
+the number of workers. Splits are by piece: a piece and all its variants live in one split.
+
+>>> spec = PerformanceSpec("bach/bwv846", variant=0, seed=0, max_seconds=4.0, width=64, height=64)
+>>> clips = list(generate_clips(spec, clip_seconds=2.0))
+>>> len(clips), clips[0]["keypoints"].shape
+(3, (60, 56, 2))
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import datasets
+import numpy as np
+import soundfile as sf
+
+from .. import skeleton as sk
+from ..video_io import encode_video
+from .audio import render_notes
+from .music import augment_notes, get_piece, load_piece_notes, sample_augmentation
+from .notes import Note
+from .pianist import PianistConfig, plan_performance, synthesize_motion
+from .render import APPEARANCES, PianistRenderer, compute_visibility
+from .scene import ALL_PITCHES, keyboard_quads, sample_camera
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class PerformanceSpec:
+    """What to perform: a piece, a variant number (selects augmentation/appearance/camera), a seed."""
+
+    piece_id: str
+    variant: int = 0
+    seed: int = 0
+    max_seconds: float | None = None
+    fps: float = 30.0
+    width: int = 256
+    height: int = 256
+    sampling_rate: int = 16000
+    augment: bool = True
+    soundfont: str | None = None
+    video_crf: int = 14
+    video_pix_fmt: str = "yuv444p"
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(self.piece_id.encode()), self.variant])
+
+
+@dataclass
+class Performance:
+    spec: PerformanceSpec
+    notes: list[Note]  # performed (hand, finger, offsets as played)
+    n_dropped: int
+    audio: np.ndarray  # (N,) float32 mono
+    joints: np.ndarray  # (T, 56, 3) world
+    augmentation: dict
+    appearance_id: int
+    camera: object
+    duration: float
+
+
+def perform(spec: PerformanceSpec) -> Performance:
+    """Plan and synthesise one whole performance (audio and 3D motion; frames are drawn per clip)."""
+    rng = spec.rng()
+    notes = load_piece_notes(spec.piece_id, max_seconds=spec.max_seconds)
+    aug = sample_augmentation(rng) if spec.augment else {"tempo": 1.0, "transpose": 0, "timing_jitter_s": 0.0, "velocity_jitter": 0}
+    notes = augment_notes(notes, rng=rng, **aug)
+    appearance_id = int(rng.integers(len(APPEARANCES)))
+    camera = sample_camera(rng, aspect=spec.width / spec.height)
+    app = APPEARANCES[appearance_id]
+    plan = plan_performance(notes, body=app.body, config=PianistConfig())
+    last = max((n.offset for n in plan.notes), default=0.0)
+    duration = np.ceil((last + 1.0) * spec.fps) / spec.fps  # a second of release; whole frames
+    audio = render_notes(plan.notes, sampling_rate=spec.sampling_rate, soundfont=spec.soundfont, duration=duration)
+    motion = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng)
+    return Performance(spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration)
+
+
+def _flac_bytes(audio: np.ndarray, sr: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio, sr, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def generate_clips(spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_seconds: float = 2.0) -> Iterator[dict]:
+    """Perform `spec` and yield dataset rows, one per clip (times in each row are clip-relative)."""
+    perf = perform(spec)
+    fps, sr = spec.fps, spec.sampling_rate
+    info = get_piece(spec.piece_id)
+    renderer = PianistRenderer(APPEARANCES[perf.appearance_id], perf.camera, spec.width, spec.height)
+    quads = keyboard_quads(perf.camera)
+    uv, _ = perf.camera.project(perf.joints)
+    vis = compute_visibility(perf.joints, perf.camera, uv)
+    T = len(perf.joints)
+    clip_frames = int(round(clip_seconds * fps))
+    for ci, f0 in enumerate(range(0, T, clip_frames)):
+        f1 = min(f0 + clip_frames, T)
+        if (f1 - f0) / fps < min_clip_seconds and ci > 0:
+            break
+        t0, t1 = f0 / fps, f1 / fps
+        a0, a1 = int(round(t0 * sr)), int(round(t1 * sr))
+        # Notes in clip time; those sounding across the clip's edges are kept (their keys are down).
+        shifted = [n.replace(onset=n.onset - t0, offset=n.offset - t0) for n in perf.notes if n.offset > t0 and n.onset < t1]
+        clip_notes = [n.replace(offset=min(n.offset, t1 - t0)) for n in shifted]
+        frames = renderer.render_clip(perf.joints[f0:f1], shifted, fps)
+        audio = perf.audio[a0:a1]
+        yield {
+            "piece_id": spec.piece_id,
+            "title": info.title,
+            "composer": info.composer,
+            "licence": info.licence,
+            "variant": spec.variant,
+            "clip_index": ci,
+            "start_time": float(t0),
+            "duration": float(t1 - t0),
+            "fps": float(fps),
+            "num_frames": int(f1 - f0),
+            "width": spec.width,
+            "height": spec.height,
+            "sampling_rate": sr,
+            "audio": {"bytes": _flac_bytes(audio, sr), "path": None},
+            "video": encode_video(frames, fps, crf=spec.video_crf, pix_fmt=spec.video_pix_fmt),
+            "keypoints": uv[f0:f1].astype(np.float32),
+            "visibility": vis[f0:f1],
+            "notes": [
+                {"pitch": n.pitch, "onset": n.onset, "offset": n.offset, "velocity": n.velocity, "hand": n.hand, "finger": n.finger}
+                for n in clip_notes
+            ],
+            "keyboard_pitches": ALL_PITCHES,
+            "keyboard_quads": quads,
+            "appearance": APPEARANCES[perf.appearance_id].name,
+            "camera": perf.camera.to_dict(),
+            "augmentation": {k: float(v) for k, v in perf.augmentation.items()},
+            "dropped_notes": perf.n_dropped,
+            "seed": spec.seed,
+        }
+
+
+def features(sampling_rate: int = 16000) -> datasets.Features:
+    """The dataset's schema."""
+    f32 = datasets.Value("float32")
+    return datasets.Features(
+        {
+            "piece_id": datasets.Value("string"),
+            "title": datasets.Value("string"),
+            "composer": datasets.Value("string"),
+            "licence": datasets.Value("string"),
+            "variant": datasets.Value("int32"),
+            "clip_index": datasets.Value("int32"),
+            "start_time": f32,
+            "duration": f32,
+            "fps": f32,
+            "num_frames": datasets.Value("int32"),
+            "width": datasets.Value("int32"),
+            "height": datasets.Value("int32"),
+            "sampling_rate": datasets.Value("int32"),
+            # decode=False: datasets >= 4 decodes through torchcodec, which has no CPU-torch build here;
+            # decode with `decode_audio` (soundfile) instead.
+            "audio": datasets.Audio(sampling_rate=sampling_rate, decode=False),
+            "video": datasets.Value("binary"),  # H.264 mp4 bytes; decode with `decode_video`
+            "keypoints": datasets.Array3D(shape=(None, sk.NUM_KEYPOINTS, 2), dtype="float32"),
+            "visibility": datasets.Array2D(shape=(None, sk.NUM_KEYPOINTS), dtype="float32"),
+            "notes": datasets.List(
+                {
+                    "pitch": datasets.Value("int32"),
+                    "onset": f32,
+                    "offset": f32,
+                    "velocity": datasets.Value("int32"),
+                    "hand": datasets.Value("string"),
+                    "finger": datasets.Value("int32"),
+                }
+            ),
+            "keyboard_pitches": datasets.List(datasets.Value("int32")),
+            "keyboard_quads": datasets.Array3D(shape=(len(ALL_PITCHES), 4, 2), dtype="float32"),
+            "appearance": datasets.Value("string"),
+            "camera": {"position": datasets.List(f32), "target": datasets.List(f32), "focal": f32, "aspect": f32},
+            "augmentation": {"tempo": f32, "transpose": f32, "timing_jitter_s": f32, "velocity_jitter": f32},
+            "dropped_notes": datasets.Value("int32"),
+            "seed": datasets.Value("int64"),
+        }
+    )
+
+
+def decode_audio(row: dict) -> tuple[np.ndarray, int]:
+    """A row's audio -> (N,) float32, sampling rate."""
+    audio, sr = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="float32")
+    return audio, sr
+
+
+def decode_video(row: dict) -> np.ndarray:
+    """A row's frames -> (T, H, W, 3) uint8."""
+    from ..video_io import read_video
+
+    return read_video(row["video"])
+
+
+def split_pieces(piece_ids: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, list[str]]:
+    """Assign whole pieces to splits by a stable hash order (at least one piece per split when possible).
+
+    >>> s = split_pieces([f"p{i}" for i in range(10)])
+    >>> [len(s[k]) for k in SPLITS]
+    [8, 1, 1]
+    """
+    order = sorted(piece_ids, key=lambda p: zlib.crc32(p.encode()))
+    n = len(order)
+    n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
+    n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
+    return {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+
+
+def _generate_rows(specs: list[dict], clip_seconds: float) -> Iterator[dict]:
+    for s in specs:
+        yield from generate_clips(PerformanceSpec(**s), clip_seconds=clip_seconds)
+
+
+def build_split(specs: list[PerformanceSpec], clip_seconds: float, num_proc: int | None, cache_dir: str) -> datasets.Dataset:
+    """Generate one split with `datasets.Dataset.from_generator` (parallel over performances)."""
+    kw = {"specs": [asdict(s) for s in specs], "clip_seconds": clip_seconds}
+    sr = specs[0].sampling_rate if specs else 16000
+    return datasets.Dataset.from_generator(
+        _generate_rows,
+        gen_kwargs=kw,
+        features=features(sr),
+        num_proc=num_proc if num_proc and num_proc > 1 and len(specs) > 1 else None,
+        cache_dir=cache_dir,
+    )
