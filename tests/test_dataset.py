@@ -1,0 +1,119 @@
+"""The virtual pianist dataset: alignment, split disjointness, determinism, save -> load round trip."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from apvg_hf import skeleton as sk
+from apvg_hf.data.audio import check_notes_in_audio
+from apvg_hf.data.notes import Note
+from apvg_hf.data.virtual_pianist import SPLITS, PerformanceSpec, decode_audio, decode_video, generate_clips, split_pieces
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The `tiny` preset, built through the real script with 2 worker processes."""
+    import importlib.util
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("ds") / "tiny"
+    spec = importlib.util.spec_from_file_location("build_dataset", Path(__file__).parents[1] / "scripts" / "build_dataset.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    stats = mod.main(["--preset", "tiny", "--output", str(out), "--num-workers", "2"])
+    return out, stats
+
+
+def test_build_writes_all_splits_with_stats(built):
+    out, stats = built
+    dd = datasets.load_from_disk(str(out))
+    assert set(dd) == set(SPLITS)
+    assert all(len(dd[s]) > 0 for s in SPLITS)
+    info = json.loads((out / "build_info.json").read_text())
+    assert info["total_seconds"] > 30 and info["bytes"] > 0 and info["data_seconds_per_wall_second"] > 0
+    assert isinstance(dd["train"].features["audio"], datasets.Audio)
+
+
+def test_splits_are_disjoint_by_piece(built):
+    out, _ = built
+    dd = datasets.load_from_disk(str(out))
+    pieces = {s: set(dd[s]["piece_id"]) for s in SPLITS}
+    assert not pieces["train"] & pieces["validation"]
+    assert not pieces["train"] & pieces["test"]
+    assert not pieces["validation"] & pieces["test"]
+    assert "bach/bwv846" in pieces["test"]  # the demo piece is held out
+
+
+def test_frames_keypoints_audio_aligned(built):
+    out, _ = built
+    ds = datasets.load_from_disk(str(out))["train"]
+    for row in ds:
+        T = row["num_frames"]
+        frames = decode_video(row)
+        audio, sr = decode_audio(row)
+        kp, vis = np.asarray(row["keypoints"]), np.asarray(row["visibility"])
+        assert frames.shape == (T, row["height"], row["width"], 3)
+        assert kp.shape == (T, sk.NUM_KEYPOINTS, 2) and vis.shape == (T, sk.NUM_KEYPOINTS)
+        assert abs(T - row["duration"] * row["fps"]) <= 1
+        assert abs(len(audio) / sr - T / row["fps"]) <= 1 / row["fps"]
+        assert np.isfinite(kp).all() and ((vis >= 0) & (vis <= 1)).all()
+        assert all(0 <= n["onset"] < row["duration"] for n in row["notes"] if n["onset"] >= 0)
+
+
+def test_split_pieces_deterministic_and_whole():
+    ids = [f"piece{i}" for i in range(30)]
+    a, b = split_pieces(ids), split_pieces(list(reversed(ids)))
+    assert a == b
+    assert sorted(sum(a.values(), [])) == sorted(ids)
+
+
+def test_generation_is_deterministic_for_a_seed():
+    spec = PerformanceSpec("bach/bwv846", variant=1, seed=3, max_seconds=3.0, width=64, height=64)
+    a, b = list(generate_clips(spec, 10.0)), list(generate_clips(spec, 10.0))
+    assert len(a) == len(b) == 1
+    for k in ("keypoints", "visibility"):
+        np.testing.assert_array_equal(a[0][k], b[0][k])
+    assert a[0]["audio"] == b[0]["audio"] and a[0]["video"] == b[0]["video"] and a[0]["notes"] == b[0]["notes"]
+    c = next(generate_clips(PerformanceSpec("bach/bwv846", variant=1, seed=4, max_seconds=3.0, width=64, height=64), 10.0))
+    assert not np.array_equal(a[0]["keypoints"], c["keypoints"])
+
+
+def test_dataset_round_trip_save_load_equal(tmp_path):
+    from apvg_hf.data.virtual_pianist import build_split
+
+    spec = PerformanceSpec("bach/bwv846", seed=0, max_seconds=3.0, width=64, height=64)
+    ds = build_split([spec], clip_seconds=2.0, num_proc=1, cache_dir=str(tmp_path / "cache"))
+    ds.save_to_disk(str(tmp_path / "ds"))
+    loaded = datasets.load_from_disk(str(tmp_path / "ds"))
+    assert loaded.features == ds.features
+    for r1, r2 in zip(ds, loaded):
+        assert r1.keys() == r2.keys()
+        for k in r1:
+            if isinstance(r1[k], np.ndarray | list) and k in ("keypoints", "visibility", "keyboard_quads"):
+                np.testing.assert_array_equal(np.asarray(r1[k]), np.asarray(r2[k]))
+            else:
+                assert r1[k] == r2[k], k
+
+
+def test_sample_audio_contains_its_notes():
+    """Ear proxy on a dataset sample: the clip's audio holds the clip's notes at their times."""
+    row = next(generate_clips(PerformanceSpec("bach/bwv846", seed=0, max_seconds=8.0, width=64, height=64), 20.0))
+    audio, sr = decode_audio(row)
+    notes = [Note(n["pitch"], n["onset"], n["offset"], n["velocity"]) for n in row["notes"]]
+    scores = check_notes_in_audio(audio, sr, notes)
+    assert scores["onset_f1"] >= 0.85 and scores["pitch_confirmed"] >= 0.85, scores
+
+
+def test_rendered_keys_go_down_when_pressed():
+    """Pixels of a key's front region change while its note sounds (the key is drawn lowered)."""
+    from apvg_hf.data.render import APPEARANCES, PianistRenderer
+    from apvg_hf.data.scene import Camera, key_press_point
+
+    r = PianistRenderer(APPEARANCES[0], Camera(), 128, 128)
+    joints = np.zeros((sk.NUM_KEYPOINTS, 3)) + np.array([0.0, -0.5, 0.3])  # performer out of the way
+    up, down = r.render_frame(joints), r.render_frame(joints, frozenset({48}))
+    uv, _ = r.cam.project(key_press_point(48))
+    x, y = (uv * 128).astype(int)
+    assert np.abs(up[y - 1 : y + 2, x - 1 : x + 2].astype(int) - down[y - 1 : y + 2, x - 1 : x + 2]).mean() > 20
