@@ -36,9 +36,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--sampling-rate", type=int, default=16000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", type=int, default=None, help="performances per piece (default: the preset's)")
+    ap.add_argument(
+        "--variants", type=int, default=None, help="performances per piece (default: the preset's)"
+    )
     ap.add_argument("--clip-seconds", type=float, default=None)
-    ap.add_argument("--soundfont", default=None, help="a .sf2 file (default: a system one if present, else TimGM6mb)")
+    ap.add_argument(
+        "--soundfont", default=None, help="a .sf2 file (default: a system one if present, else TimGM6mb)"
+    )
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
 

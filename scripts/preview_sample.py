@@ -47,7 +47,9 @@ def from_dataset(path: str, split: str, index: int) -> dict:
 def synthesize(piece_id: str, seconds: float, resolution: int, seed: int) -> dict:
     from apvg_hf.data.virtual_pianist import PerformanceSpec, decode_audio, decode_video, generate_clips
 
-    spec = PerformanceSpec(piece_id, seed=seed, max_seconds=seconds, width=resolution, height=resolution, augment=False)
+    spec = PerformanceSpec(
+        piece_id, seed=seed, max_seconds=seconds, width=resolution, height=resolution, augment=False
+    )
     row = next(generate_clips(spec, clip_seconds=seconds + 2.0))
     audio, sr = decode_audio(row)
     return {
@@ -75,7 +77,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
 
     t0 = time.time()
-    s = from_dataset(args.dataset, args.split, args.index) if args.dataset else synthesize(args.synthesize, args.seconds, args.resolution, args.seed)
+    s = (
+        from_dataset(args.dataset, args.split, args.index)
+        if args.dataset
+        else synthesize(args.synthesize, args.seconds, args.resolution, args.seed)
+    )
     overlay = draw_skeleton_video(s["frames"], s["keypoints"], s["visibility"])
     side_by_side = np.concatenate([s["frames"], overlay], axis=2)  # (T, H, 2W, 3)
     write_video(args.output, side_by_side, s["fps"], audio=s["audio"], sampling_rate=s["sampling_rate"])

@@ -7,10 +7,23 @@ from apvg_hf import skeleton as sk
 
 def test_layout_body_and_two_standard_hands():
     assert sk.NUM_KEYPOINTS == sk.NUM_BODY + 2 * 21
-    for name in ("nose", "neck", "left_shoulder", "right_elbow", "left_wrist", "right_hip", "left_eye", "right_ear"):
+    for name in (
+        "nose",
+        "neck",
+        "left_shoulder",
+        "right_elbow",
+        "left_wrist",
+        "right_hip",
+        "left_eye",
+        "right_ear",
+    ):
         assert name in sk.INDEX
     # Standard 21-point hand: wrist, then 4 points per finger, thumb to little finger.
-    assert sk.HAND_JOINTS[0] == "wrist" and sk.HAND_JOINTS[4] == "thumb_tip" and sk.HAND_JOINTS[20] == "pinky_tip"
+    assert (
+        sk.HAND_JOINTS[0] == "wrist"
+        and sk.HAND_JOINTS[4] == "thumb_tip"
+        and sk.HAND_JOINTS[20] == "pinky_tip"
+    )
     for h in sk.HANDS:
         assert [sk.KEYPOINT_NAMES[i] for i in sk.FINGERTIPS[h]] == [f"{h}_hand_{f}_tip" for f in sk.FINGERS]
 
@@ -31,7 +44,9 @@ def test_graph_is_connected_and_symmetric():
 
 def test_normalise_round_trip():
     px = np.random.default_rng(0).uniform(0, 640, size=(10, 2))
-    np.testing.assert_allclose(sk.denormalize_keypoints(sk.normalize_keypoints(px, 640, 480), 640, 480), px, rtol=1e-5)
+    np.testing.assert_allclose(
+        sk.denormalize_keypoints(sk.normalize_keypoints(px, 640, 480), 640, 480), px, rtol=1e-5
+    )
 
 
 def test_draw_skeleton_marks_visible_points_only():

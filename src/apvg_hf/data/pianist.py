@@ -15,10 +15,10 @@ Two passes:
    phrasing, and a rest pose (hands on the lap) in long silences.
 
 >>> from apvg_hf.data.notes import Note
->>> notes = [Note(60 + i, 0.5 * i + 1.0, 0.5 * i + 1.4, 80, "right") for i in range(4)]
+>>> notes = [Note(p, 0.5 * i + 1.0, 0.5 * i + 1.4, 80, "right") for i, p in enumerate([60, 62, 64, 65, 67])]
 >>> plan = plan_performance(notes)
->>> [n.finger for n in plan.notes]
-[1, 2, 3, 4]
+>>> [n.finger for n in plan.notes]  # a five-finger position
+[1, 2, 3, 4, 5]
 >>> synthesize_motion(plan, duration=3.0, fps=30).joints.shape
 (90, 56, 3)
 """
@@ -43,7 +43,7 @@ _SIGN = {LEFT: -1.0, RIGHT: 1.0}  # local x -> world x (the left hand is the mir
 # Hand frame: origin at the knuckle line's centre, x across the hand (towards the little finger),
 # y forward (along the fingers), z up (back of the hand).
 _MCP = np.array(
-    [[-0.026, -0.048, -0.016],  # thumb CMC
+    [[-0.034, -0.046, -0.016],  # thumb CMC (thumbs abduct wide)
      [-0.026, 0.000, 0.000],  # index MCP
      [-0.008, 0.004, 0.003],  # middle MCP
      [0.010, 0.001, 0.001],  # ring MCP
@@ -88,13 +88,15 @@ class PianistConfig:
     chord_window: float = 0.035  # onsets closer than this form one group
     anticipation: float = 0.12  # fingers start descending this long before an onset
     release: float = 0.10  # and finish lifting this long after an offset
-    arrive_lead: float = 0.04  # hands arrive this long before an onset
-    min_dwell: float = 0.06  # a hand stays at least this long after an onset before it moves
-    max_hand_speed: float = 1.1  # average speed of a hand move, m/s (peak is 1.875x)
+    arrive_lead: float = 0.025  # hands arrive this long before an onset
+    min_dwell: float = 0.045  # a hand stays at least this long after an onset before it moves
+    max_hand_speed: float = 1.6  # average speed of a hand move, m/s (peak is 1.875x)
     max_span: int = 14  # semitones one hand may cover at once
     rest_gap: float = 1.6  # silences longer than this send a hand to the lap
     max_reach: float = 0.97  # finger chord / finger length allowed when placing a hand
-    speed_limit: float = 3.0  # physical bound on any joint's speed (m/s), checked by tests
+    speed_limit: float = (
+        4.0  # bound on any joint's speed (m/s; fast leaps of pianists' hands reach ~3), checked by tests
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +135,19 @@ def _chain_chord(phi: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return np.hypot(x, y)
 
 
-def solve_finger_chain(base: np.ndarray, tip: np.ndarray, seg: np.ndarray, up: np.ndarray) -> np.ndarray:
+# Flexion per finger joint stays within [MIN, MAX] (rad): beyond either end the chain is near a
+# singularity (fully curled or straight) where joints whip for small target moves. Hand placements
+# keep pressing fingers inside this band (max_reach 0.97 ~ 0.3 rad).
+MIN_FLEXION, MAX_FLEXION = 0.25, 1.3
+
+
+def solve_finger_chain(
+    base: np.ndarray,
+    tip: np.ndarray,
+    seg: np.ndarray,
+    up: np.ndarray,
+    flexion: tuple[float, float] = (MIN_FLEXION, MAX_FLEXION),
+) -> np.ndarray:
     """Inverse kinematics of a finger with equal flexion at its joints (bone lengths fixed).
 
     Args:
@@ -141,12 +155,13 @@ def solve_finger_chain(base: np.ndarray, tip: np.ndarray, seg: np.ndarray, up: n
         lengths; up: (..., 3) the back-of-hand direction (the finger curls away from it).
 
     Returns:
-        (..., 4, 3) the chain's points base, joint, joint, fingertip. Targets out of reach are
-        approached as closely as the chain allows.
+        (..., 4, 3) the chain's points base, joint, joint, fingertip. Targets outside the band the
+        `flexion` range reaches are approached along their direction as closely as it allows, which
+        keeps the joints a smooth function of the target (no whipping).
     """
     chord = tip - base
     dist = np.linalg.norm(chord, axis=-1)
-    lo, hi = np.zeros_like(dist), np.full_like(dist, 1.5)
+    lo, hi = np.full_like(dist, flexion[0]), np.full_like(dist, flexion[1])
     for _ in range(40):  # bisection on the flexion angle: the chord shrinks as phi grows
         mid = (lo + hi) / 2
         longer = _chain_chord(mid, seg) > dist
@@ -174,32 +189,71 @@ def _press_target(pitch: int, pressed: bool = True) -> np.ndarray:
     return p
 
 
-def _fit_hand(pitches: list[int], fingers: tuple[int, ...], hand: str, body: BodyProportions, cfg: PianistConfig):
-    """Find a hand placement whose fingers reach `pitches`: returns (anchor (3,), worst reach ratio)."""
+def _fit_hand(
+    pitches: list[int],
+    fingers: tuple[int, ...],
+    hand: str,
+    body: BodyProportions,
+    cfg: PianistConfig,
+    current: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """Find a hand placement whose fingers reach `pitches`: returns (anchor (3,), worst constraint excess).
+
+    A coarse box of candidates around the ideal placement (and the `current` one: staying put and
+    reaching is preferred to moving, as a pianist keeps a hand position through a passage), then a
+    finer grid around the best. Feasible (excess 0): every finger within reach and not curled past
+    MAX_FLEXION, pointing forward from its knuckle, and the arm able to reach the wrist."""
     targets = np.stack([_press_target(p) for p in pitches])  # (n, 3)
     f = np.asarray(fingers) - 1
     nominal = _local(np.c_[_TIP_NOMINAL, np.zeros(5)], hand, body.hand)[f]
     guess = (targets - nominal).mean(0)
-    guess[1] = (targets[:, 1] - nominal[:, 1]).min() + 0.25 * np.ptp(targets[:, 1])  # fingers reach in to black keys
+    for _ in range(2):  # the hand turns with its position: place the turned fingers over their keys
+        turned = nominal @ _rot_z(hand_yaw(guess, hand, body)).T
+        guess[:2] = (targets - turned).mean(0)[:2]
+    # Fingers reach in to black keys: the hand goes only a quarter of the way forward.
+    guess[1] = (targets[:, 1] - turned[:, 1]).min() + 0.25 * np.ptp(targets[:, 1])
     guess[2] = targets[:, 2].max() + 0.042 * body.hand
-    # Candidate placements around the guess: across, forward/back, up/down.
-    dx, dy, dz = np.meshgrid([-0.012, -0.006, 0, 0.006, 0.012], [-0.03, -0.015, 0, 0.015, 0.03, 0.045], [-0.015, 0, 0.01], indexing="ij")
-    cands = guess + np.stack([dx.ravel(), dy.ravel(), dz.ravel()], -1)  # (C, 3)
-    _, base = _hand_points(cands, hand_yaw(cands, hand, body), hand, body)  # (C, 5, 3)
-    chord = np.linalg.norm(targets[None] - base[:, f], axis=-1)  # (C, n)
+    axes = (np.linspace(-0.04, 0.04, 9), np.linspace(-0.04, 0.10, 8), np.linspace(-0.02, 0.03, 5))
+    cands = guess + np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    if current is not None and abs(current[0] - guess[0]) < 0.06 and abs(current[1] - guess[1]) < 0.025:
+        cands = np.concatenate([current[None], cands])
+    best, _ = _best_placement(cands, targets, f, hand, body, cfg, guess, current)
+    fine = np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, 3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return _best_placement(
+        best + fine * np.array([0.005, 0.01, 0.006]), targets, f, hand, body, cfg, guess, current
+    )
+
+
+def _best_placement(cands, targets, f, hand, body: BodyProportions, cfg: PianistConfig, guess, current):
+    """The best of candidate knuckle-centre placements (C, 3): feasible first, then near `current`/`guess`."""
+    yaw = hand_yaw(cands, hand, body)
+    wrist, base = _hand_points(cands, yaw, hand, body)  # (C, 3), (C, 5, 3)
+    reach = targets[None] - base[:, f]  # (C, n, 3)
+    chord = np.linalg.norm(reach, axis=-1)  # (C, n)
     seg = _SEGMENTS[f] * body.hand
     ratio = chord / seg.sum(-1)
-    min_ratio = _chain_chord(np.full(len(f), 1.45), seg) / seg.sum(-1)
-    bad = np.maximum(ratio - cfg.max_reach, 0) + np.maximum(min_ratio[None] + 0.02 - ratio, 0)
-    # The arm must reach the wrist too (shoulder of an upright torso leaning at most 6 cm that way).
-    wrist, _ = _hand_points(cands, hand_yaw(cands, hand, body), hand, body)
+    min_ratio = _chain_chord(np.full(len(f), MAX_FLEXION), seg) / seg.sum(-1)
+    forward = np.stack([-np.sin(yaw), np.cos(yaw)], -1)  # (C, 2)
+    ahead = (reach[..., :2] * forward[:, None]).sum(-1) / np.maximum(chord, 1e-9)  # (C, n)
+    # The arm must reach the wrist (the shoulder of an upright torso leaning at most 6 cm that way).
     shoulder = body.seat + np.array([_SIGN[hand] * body.shoulder_width / 2, 0.05, body.torso * 0.99])
-    shoulder = shoulder + np.array([np.clip(wrist[:, 0].mean() - shoulder[0], -0.06, 0.06), 0.0, 0.0])
+    shoulder = shoulder + np.c_[np.clip(wrist[:, 0] - shoulder[0], -0.06, 0.06), np.zeros((len(cands), 2))]
     arm = np.linalg.norm(wrist - shoulder, axis=-1) / (body.upper_arm + body.forearm)
-    bad = np.concatenate([bad, np.maximum(arm - 0.95, 0)[:, None]], 1)
-    score = bad.max(1) * 100 + np.abs(cands - guess).sum(1)
-    best = int(np.argmin(score))
-    return cands[best], float(bad[best].max())
+    bad = np.concatenate(
+        [
+            np.maximum(ratio - cfg.max_reach, 0),  # too far
+            np.maximum(min_ratio[None] + 0.02 - ratio, 0),  # too close (curled past MAX_FLEXION)
+            np.maximum(0.05 - ahead, 0),  # pointing back under the palm
+            np.maximum(arm - 0.95, 0)[:, None],  # out of the arm's reach
+        ],
+        1,
+    ).max(1)
+    ref = guess if current is None else current
+    near = (np.abs(cands - ref) / np.array([0.02, 0.06, 0.06])).sum(1) * 0.01 + 0.3 * np.abs(
+        cands - guess
+    ).sum(1)
+    best = int(np.argmin(bad * 100 + near))
+    return cands[best], float(bad[best])
 
 
 def _stretch(pitches: list[int], fingers: tuple[int, ...], hand: str) -> float:
@@ -228,6 +282,7 @@ class HandMove:
     arrive: float
     anchor: np.ndarray
     group_onset: float
+    distance: float = 0.0  # how far the hand travels (0: it stays where it is)
 
 
 @dataclass
@@ -268,7 +323,9 @@ def _best_fingering(pitches, hand, state: _HandState, onset, body, cfg, referenc
     """Cheapest feasible fingering of `pitches` (sorted) for `hand`, or None."""
     best = None
     for fingers in _fingerings(pitches, hand):
-        anchor, bad = _fit_hand(pitches, fingers, hand, body, cfg)
+        anchor, bad = _fit_hand(
+            pitches, fingers, hand, body, cfg, current=state.anchor if reference is None else None
+        )
         if bad > 0:
             continue
         dist = float(np.linalg.norm(anchor - state.anchor))
@@ -278,12 +335,18 @@ def _best_fingering(pitches, hand, state: _HandState, onset, body, cfg, referenc
         if dist > 0.01 and dist / max(free_time, 1e-3) > cfg.max_hand_speed:
             continue  # cannot get there in time
         cost = float(move.sum()) + _stretch(pitches, fingers, hand) / 0.01
+        # Each finger plays near its natural place on the hand (not the thumb reaching for everything).
+        nat = anchor[0] + _SIGN[hand] * _TIP_NOMINAL[np.asarray(fingers) - 1, 0] * body.hand
+        offset = (
+            np.array([key_press_point(p)[0] for p in pitches]) - nat
+        )  # (a chord's spread is `_stretch`'s)
+        cost += len(pitches) * abs(float(offset.mean())) / 0.012
         for p, f in zip(pitches, fingers):
             if f == 1 and p % 12 in (1, 3, 6, 8, 10):
                 cost += 1.0  # thumbs prefer white keys
             prev = state.finger_of.get(f)
-            if prev is not None and prev != p and onset - state.last_onset < 0.3:
-                cost += 2.0  # the same finger on a different key right away
+            if prev is not None and prev != p and onset - state.last_onset < 1.0:
+                cost += 2.0 if onset - state.last_onset < 0.3 else 0.8  # the same finger on another key
         cost += 0.2 * sum(f == 5 for f in fingers)
         if best is None or cost < best[0]:
             best = (cost, fingers, anchor)
@@ -330,7 +393,7 @@ def plan_performance(
                     best = _best_fingering(pitches, h, state[h], onset, body, cfg, reference.get(h))
                     if best is None:
                         break
-                    total += best[0] + 3.0 * sum(n.hand not in (None, h) for n in part)
+                    total += best[0] + 6.0 * sum(n.hand not in (None, h) for n in part)  # the score's staff
                     plan_h[h] = best
                 else:
                     if choice is None or total < choice[0]:
@@ -354,9 +417,15 @@ def plan_performance(
                 n = out[i]
                 if n.offset <= start:
                     continue
-                if dist > 0.004 or n.finger in fingers or n.pitch in new_pitches:
-                    cut = start if dist > 0.004 else onset - 0.03
-                    out[i] = n.replace(offset=max(cut, n.onset + 0.04))
+                if dist > 0.004:  # the hand leaves: release when it starts moving (>= min_dwell after onset)
+                    out[i] = n.replace(offset=start)
+                elif n.finger in fingers or n.pitch in new_pitches:  # the finger/key is needed again
+                    # Leave the finger time to travel to its next key (<= ~1.2 m/s on average).
+                    nxt = next(
+                        (p for p, f in zip([m.pitch for m in parts[h]], fingers) if f == n.finger), n.pitch
+                    )
+                    travel = float(np.linalg.norm(key_press_point(nxt) - key_press_point(n.pitch)))
+                    out[i] = n.replace(offset=max(onset - max(0.03, travel / 1.2), n.onset + 0.03))
                 else:
                     still.append(i)
             st.held = still
@@ -364,7 +433,9 @@ def plan_performance(
                 st.held.append(len(out))
                 out.append(n.replace(hand=h, finger=f))
                 st.finger_of[f] = n.pitch
-            moves[h].append(HandMove(start=start, arrive=arrive, anchor=anchor, group_onset=onset))
+            moves[h].append(
+                HandMove(start=start, arrive=arrive, anchor=anchor, group_onset=onset, distance=dist)
+            )
             st.anchor = anchor
             st.last_onset = onset
         # The same key in the other hand must be released before it is struck again.
@@ -410,7 +481,9 @@ def _hand_track(plan: PerformancePlan, hand: str, t: np.ndarray) -> np.ndarray:
     keys: list[tuple[float, np.ndarray]] = [(-1.0, rest)]
     last_anchor, last_end = rest, -1e9
     for mv in plan.moves[hand]:
-        group_end = max((n.offset for n in notes if abs(n.onset - mv.group_onset) < cfg.chord_window), default=mv.arrive)
+        group_end = max(
+            (n.offset for n in notes if abs(n.onset - mv.group_onset) < cfg.chord_window), default=mv.arrive
+        )
         if mv.group_onset - last_end > cfg.rest_gap:  # silence: (go to and) come back from the lap
             if last_end > -1e8:
                 keys += [(last_end + 0.08, last_anchor), (last_end + 0.65, rest)]
@@ -423,29 +496,79 @@ def _hand_track(plan: PerformancePlan, hand: str, t: np.ndarray) -> np.ndarray:
     return _keyframe_track(keys, t)
 
 
-def _finger_tracks(plan: PerformancePlan, hand: str, t: np.ndarray, idle: np.ndarray) -> np.ndarray:
-    """(T, 5, 3) fingertip targets: idle positions blended with key presses."""
+def _at(t: np.ndarray, time: float) -> int:
+    """Index of the first frame at or after `time` (clipped to the clip)."""
+    return min(int(np.searchsorted(t, time)), len(t) - 1)
+
+
+def _finger_tracks(
+    plan: PerformancePlan, hand: str, t: np.ndarray, idle: np.ndarray, anchor: np.ndarray
+) -> np.ndarray:
+    """(T, 5, 3) fingertip targets: idle positions (moving with the hand) blended with key presses.
+
+    Per finger, two continuous functions of time: `key(t)`, the key the finger is on or travelling
+    between (key to key in a lifted arc when presses follow closely), and a weight `w(t)` that is 1
+    while pressing or travelling key to key and eases to 0 (idle) across longer gaps. A released
+    finger is carried along by its hand (`anchor`, (T, 3)) while it lifts.
+    """
     cfg = plan.config
     out = idle.copy()
+    move_starts = np.array(sorted(mv.start for mv in plan.moves[hand] if mv.distance > 0.004) + [1e9])
     for f in range(1, 6):
         presses = sorted((n for n in plan.notes if n.hand == hand and n.finger == f), key=lambda n: n.onset)
-        for i, n in enumerate(presses):
-            prev_off = presses[i - 1].offset if i else -1e9
-            next_on = presses[i + 1].onset if i + 1 < len(presses) else 1e9
-            a = min(cfg.anticipation, max(0.02, (n.onset - prev_off) / 2))
-            r = min(cfg.release, max(0.02, (next_on - n.offset) / 2))
-            sel = (t > n.onset - a) & (t < n.offset + r)
-            if not sel.any():
+        if not presses:
+            continue
+        on = np.array(
+            [n.onset - 0.01 for n in presses]
+        )  # the fingertip is on the key a little before it sounds
+        off = np.array([max(n.offset, n.onset) for n in presses])
+        up = np.stack([_press_target(n.pitch, pressed=False) for n in presses])
+        down = np.stack([_press_target(n.pitch, pressed=True) for n in presses])
+        key = np.repeat(up[:1], len(t), 0)
+        lift = np.zeros(len(t))
+        w = np.zeros(len(t))
+        for i in range(len(presses)):
+            # Pressing: on the key, pushing it down through the onset, letting it up by the release.
+            during = (t >= on[i]) & (t <= off[i])
+            push = np.clip((t[during] - on[i]) / 0.025, 0, 1) * np.clip((off[i] - t[during]) / 0.025, 0, 1)
+            push = _min_jerk(push)
+            key[during] = up[i] + (down[i] - up[i]) * push[:, None]
+            w[during] = 1.0
+            nxt = on[i + 1] if i + 1 < len(presses) else np.inf
+            leaves = move_starts[np.searchsorted(move_starts, off[i] - 1e-6)]
+            gap = nxt - off[i]
+            if gap <= cfg.anticipation + cfg.release and (
+                leaves >= nxt or gap < 0.08
+            ):  # straight on to the next key
+                between = (t > off[i]) & (t < nxt)
+                s = _min_jerk((t[between] - off[i]) / max(gap, 1e-6))
+                key[between] = up[i] + (up[i + 1] - up[i]) * s[:, None]
+                lift[between] = np.sin(np.pi * s) * min(1.0, gap / 0.08)  # quick repeats: a small lift
+                w[between] = 1.0
                 continue
-            ts = t[sel]
-            w = np.where(ts < n.onset, _min_jerk((ts - (n.onset - a)) / a), 1.0)
-            w = np.where(ts > n.offset, 1.0 - _min_jerk((ts - n.offset) / r), w)
-            up, down = _press_target(n.pitch, pressed=False), _press_target(n.pitch, pressed=True)
-            # Descend onto the key surface, then push it down by KEY_DEPTH right at the onset.
-            push = np.clip(1.0 - np.abs(ts - np.clip(ts, n.onset, n.offset)) / 0.03, 0.0, 1.0)
-            target = up + (down - up) * push[:, None]
-            target[:, 2] += 0.012 * (1.0 - w)  # approach from above
-            out[sel, f - 1] = idle[sel, f - 1] + (target - idle[sel, f - 1]) * w[:, None]
+            # Otherwise: release (lift off before the hand leaves), idle, and approach the next key.
+            r = max(0.02, min(cfg.release, gap / 2))
+            after = (t > off[i]) & (t < off[i] + r)
+            key[after] = up[i] + (anchor[after] - anchor[_at(t, off[i])])  # lifted, moving with the hand
+            w[after] = 1.0 - _min_jerk((t[after] - off[i]) / r)
+            lift[after] = 1.0 - w[after]
+            if np.isfinite(nxt):
+                a = max(0.02, min(cfg.anticipation, gap / 2))
+                before = (t >= nxt - a) & (t < nxt)
+                key[before] = up[i + 1] + (
+                    anchor[before] - anchor[_at(t, nxt)]
+                )  # rides with the arriving hand
+                w[before] = _min_jerk((t[before] - (nxt - a)) / a)
+                lift[before] = 1.0 - w[before]
+                key[(t > off[i] + r) & (t < nxt - a)] = up[i + 1]
+        first = t < on[0]
+        a0 = cfg.anticipation
+        key[first] = up[0] + (anchor[first] - anchor[_at(t, on[0])])
+        w[first] = _min_jerk((t[first] - (on[0] - a0)) / a0)
+        lift[first] = 1.0 - w[first]
+        key[t > off[-1]] = up[-1]
+        target = key + np.array([0.0, 0.0, 0.012]) * lift[:, None]  # approach and leave from above
+        out[:, f - 1] = idle[:, f - 1] + (target - idle[:, f - 1]) * w[:, None]
     return out
 
 
@@ -537,8 +660,8 @@ def synthesize_motion(
     head_yaw = 0.5 * np.arctan2(register - neck[:, 0], 0.55) - yaw
     head_rot = torso_rot @ _rot("z", head_yaw) @ _rot("x", -(0.25 + 0.08 * nod - 0.12))
     head = neck + head_rot @ np.array([0.0, 0.02, body.neck])
-    I = sk.INDEX
-    J[:, I["neck"]] = neck
+    ix = sk.INDEX
+    J[:, ix["neck"]] = neck
     for name, off in {
         "nose": (0.0, 0.095, -0.02),
         "left_eye": (-0.032, 0.08, 0.018),
@@ -546,10 +669,10 @@ def synthesize_motion(
         "left_ear": (-0.078, 0.0, 0.0),
         "right_ear": (0.078, 0.0, 0.0),
     }.items():
-        J[:, I[name]] = head + head_rot @ np.array(off)
+        J[:, ix[name]] = head + head_rot @ np.array(off)
     for h in HANDS:
-        J[:, I[f"{h}_hip"]] = hip + _SIGN[h] * across * body.hip_width / 2  # the pelvis turns with the torso
-        J[:, I[f"{h}_shoulder"]] = shoulders[h]
+        J[:, ix[f"{h}_hip"]] = hip + _SIGN[h] * across * body.hip_width / 2  # the pelvis turns with the torso
+        J[:, ix[f"{h}_shoulder"]] = shoulders[h]
 
     # Hands: palm from the anchor track, fingers by IK onto their targets, arm by IK onto the wrist.
     for h in HANDS:
@@ -559,13 +682,14 @@ def synthesize_motion(
         wrist, base = _hand_points(anchor, yaw_h, h, body)
         idle_local = _local(np.c_[_TIP_NOMINAL, np.full(5, -_IDLE_DROP)], h, body.hand)
         idle = np.einsum("tij,fj->tfi", rot, idle_local) + anchor[:, None]
-        tips = _finger_tracks(plan, h, t, idle)
-        up = np.broadcast_to(rot[:, :, 2][:, None], (T, 5, 3))
+        tips = _finger_tracks(plan, h, t, idle, anchor)
+        # Fingers bulge up-and-forward: never parallel to a finger's chord, so the IK plane never flips.
+        up = np.broadcast_to((rot[:, :, 2] + rot[:, :, 1])[:, None], (T, 5, 3))
         chains = solve_finger_chain(base, tips, np.broadcast_to(_SEGMENTS * body.hand, (T, 5, 3)), up)
         hand_idx = sk.HAND_INDICES[h]
         J[:, hand_idx[0]] = wrist
         for f in range(5):
             J[:, hand_idx[1 + 4 * f : 5 + 4 * f]] = chains[:, f]
-        J[:, I[f"{h}_wrist"]] = wrist
-        J[:, I[f"{h}_elbow"]] = _arm_ik(shoulders[h], wrist, body.upper_arm, body.forearm, _SIGN[h])
+        J[:, ix[f"{h}_wrist"]] = wrist
+        J[:, ix[f"{h}_elbow"]] = _arm_ik(shoulders[h], wrist, body.upper_arm, body.forearm, _SIGN[h])
     return Motion(joints=J, fps=fps, times=t, loudness=loud)

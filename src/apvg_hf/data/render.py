@@ -75,13 +75,13 @@ def compute_visibility(joints: np.ndarray, camera: Camera, keypoints: np.ndarray
     hides the point from the camera, 1 otherwise."""
     uv, depth = camera.project(joints) if keypoints is None else (keypoints, camera.project(joints)[1])
     vis = np.ones(joints.shape[:2], dtype=np.float32)
-    I = sk.INDEX
+    ix = sk.INDEX
     # Behind the head (ears, when it turns): inside the head's disc and farther than its centre.
-    head = (joints[:, I["left_ear"]] + joints[:, I["right_ear"]]) / 2
+    head = (joints[:, ix["left_ear"]] + joints[:, ix["right_ear"]]) / 2
     huv, hdepth = camera.project(head)
     hr = 0.085 * camera.focal / hdepth
     for name in ("left_ear", "right_ear", "left_eye", "right_eye", "nose"):
-        k = I[name]
+        k = ix[name]
         inside = np.linalg.norm(uv[:, k] - huv, axis=-1) < hr * 0.9
         vis[inside & (depth[:, k] > hdepth + 0.02), k] = 0.2
     # Behind the keyboard: below the key surface and inside the keyboard's outline.
@@ -102,7 +102,9 @@ def compute_visibility(joints: np.ndarray, camera: Camera, keypoints: np.ndarray
             p = uv[:, k]
 
             def side(p1, p2, q):
-                return (p2[:, 0] - p1[:, 0]) * (q[:, 1] - p1[:, 1]) - (p2[:, 1] - p1[:, 1]) * (q[:, 0] - p1[:, 0])
+                return (p2[:, 0] - p1[:, 0]) * (q[:, 1] - p1[:, 1]) - (p2[:, 1] - p1[:, 1]) * (
+                    q[:, 0] - p1[:, 0]
+                )
 
             s1, s2, s3 = side(a, b, p), side(b, c, p), side(c, a, p)
             inside = ((s1 > 0) & (s2 > 0) & (s3 > 0)) | ((s1 < 0) & (s2 < 0) & (s3 < 0))
@@ -115,7 +117,14 @@ def compute_visibility(joints: np.ndarray, camera: Camera, keypoints: np.ndarray
 class PianistRenderer:
     """Draws frames of one performer (appearance) seen by one camera, at any resolution."""
 
-    def __init__(self, appearance: Appearance, camera: Camera, width: int = 256, height: int = 256, supersample: int = 2):
+    def __init__(
+        self,
+        appearance: Appearance,
+        camera: Camera,
+        width: int = 256,
+        height: int = 256,
+        supersample: int = 2,
+    ):
         self.app, self.cam = appearance, camera
         self.width, self.height, self.ss = width, height, supersample
         self.W, self.H = width * supersample, height * supersample
@@ -130,7 +139,9 @@ class PianistRenderer:
     def _size(self, metres: float, depth: float) -> float:
         return metres * self.cam.focal * self.W / max(depth, 1e-3)
 
-    def _capsule(self, draw: ImageDraw.ImageDraw, a, b, width: float, color: RGB, highlight: bool = True) -> None:
+    def _capsule(
+        self, draw: ImageDraw.ImageDraw, a, b, width: float, color: RGB, highlight: bool = True
+    ) -> None:
         a, b = tuple(map(float, a)), tuple(map(float, b))
         for w, c, off in ((width + 2 * self.ss, _shade(color, 0.55), 0.0), (width, color, 0.0)) + (
             ((width * 0.35, _shade(color, 1.25), -0.22 * width),) if highlight else ()
@@ -184,43 +195,63 @@ class PianistRenderer:
         return img
 
     # -- the performer -------------------------------------------------------------------------------
-    def render_frame(self, joints: np.ndarray, pressed: set[int] | frozenset[int] = frozenset()) -> np.ndarray:
+    def render_frame(
+        self, joints: np.ndarray, pressed: set[int] | frozenset[int] = frozenset()
+    ) -> np.ndarray:
         """One frame: joints (56, 3) world, `pressed` the MIDI pitches held down -> (H, W, 3) uint8."""
-        app, I = self.app, sk.INDEX
+        app, ix = self.app, sk.INDEX
         uv, depth = self._px(joints)
         img = self._background.copy()
         draw = ImageDraw.Draw(img)
 
         # Legs (thighs) go forward under the keyboard.
         for h in sk.HANDS:
-            hip = joints[I[f"{h}_hip"]]
+            hip = joints[ix[f"{h}_hip"]]
             knee = hip + np.array([0.03 * (1 if h == "right" else -1), 0.42, 0.02])
             (a, b), d = self._px(np.stack([hip, knee]))
             self._capsule(draw, a, b, self._size(0.15, d.mean()), app.trousers)
         # Torso: a trapezoid from the shoulders to the hips, lit from the upper left.
-        sh = [joints[I["left_shoulder"]], joints[I["right_shoulder"]]]
-        hp = [joints[I["right_hip"]], joints[I["left_hip"]]]
-        torso = np.stack([sh[0] + [-0.03, 0, 0.02], sh[1] + [0.03, 0, 0.02], hp[0] + [0.04, 0, 0], hp[1] + [-0.04, 0, 0]])
+        sh = [joints[ix["left_shoulder"]], joints[ix["right_shoulder"]]]
+        hp = [joints[ix["right_hip"]], joints[ix["left_hip"]]]
+        torso = np.stack(
+            [sh[0] + [-0.03, 0, 0.02], sh[1] + [0.03, 0, 0.02], hp[0] + [0.04, 0, 0], hp[1] + [-0.04, 0, 0]]
+        )
         tuv, tdepth = self._px(torso)
-        draw.polygon([tuple(map(float, p)) for p in tuv], fill=_shade(app.shirt, 0.8), outline=_shade(app.shirt, 0.5))
+        draw.polygon(
+            [tuple(map(float, p)) for p in tuv], fill=_shade(app.shirt, 0.8), outline=_shade(app.shirt, 0.5)
+        )
         centre = tuv.mean(0)
         inner = centre + (tuv - centre) * 0.78 + np.array([-0.02, -0.02]) * self.W
         draw.polygon([tuple(map(float, p)) for p in inner], fill=app.shirt)
         # Neck and head.
-        head3 = (joints[I["left_ear"]] + joints[I["right_ear"]]) / 2
+        head3 = (joints[ix["left_ear"]] + joints[ix["right_ear"]]) / 2
         (huv,), (hd,) = self._px(head3[None])
-        self._capsule(draw, uv[I["neck"]], huv + [0, self._size(0.05, hd)], self._size(0.07, hd), _shade(app.skin, 0.85))
+        self._capsule(
+            draw,
+            uv[ix["neck"]],
+            huv + [0, self._size(0.05, hd)],
+            self._size(0.07, hd),
+            _shade(app.skin, 0.85),
+        )
         r = self._size(0.085, hd)
         cx, cy = huv
         if app.hair_style == "long":
-            draw.rounded_rectangle([cx - r * 1.15, cy - r * 0.9, cx + r * 1.15, cy + r * 0.8], radius=r * 0.5, fill=app.hair)
+            draw.rounded_rectangle(
+                [cx - r * 1.15, cy - r * 0.9, cx + r * 1.15, cy + r * 0.8], radius=r * 0.5, fill=app.hair
+            )
             for side in (-1, 1):  # strands down to the shoulders, beside the face
                 x0 = cx + side * r * 0.95
                 draw.ellipse([x0 - r * 0.32, cy - r * 0.2, x0 + r * 0.32, cy + r * 1.6], fill=app.hair)
         for ear in ("left_ear", "right_ear"):
-            ex, ey = uv[I[ear]]
-            draw.ellipse([ex - r * 0.22, ey - r * 0.3, ex + r * 0.22, ey + r * 0.3], fill=_shade(app.skin, 0.85))
-        draw.ellipse([cx - r * 0.95, cy - r * 1.1, cx + r * 0.95, cy + r * 1.15], fill=app.skin, outline=_shade(app.skin, 0.6))
+            ex, ey = uv[ix[ear]]
+            draw.ellipse(
+                [ex - r * 0.22, ey - r * 0.3, ex + r * 0.22, ey + r * 0.3], fill=_shade(app.skin, 0.85)
+            )
+        draw.ellipse(
+            [cx - r * 0.95, cy - r * 1.1, cx + r * 0.95, cy + r * 1.15],
+            fill=app.skin,
+            outline=_shade(app.skin, 0.6),
+        )
         draw.ellipse([cx - r * 0.7, cy - r * 0.9, cx + r * 0.3, cy + r * 0.4], fill=_shade(app.skin, 1.08))
         if app.hair_style != "bald":
             draw.chord([cx - r * 1.02, cy - r * 1.22, cx + r * 1.02, cy + r * 0.5], 180, 360, fill=app.hair)
@@ -229,12 +260,16 @@ class PianistRenderer:
         if app.hair_style == "bun":
             draw.ellipse([cx - r * 0.45, cy - r * 1.65, cx + r * 0.45, cy - r * 0.85], fill=app.hair)
         for eye in ("left_eye", "right_eye"):
-            ex, ey = uv[I[eye]]
+            ex, ey = uv[ix[eye]]
             er = r * 0.11
             draw.ellipse([ex - er * 1.3, ey - er, ex + er * 1.3, ey + er], fill=(35, 30, 30))
-        nx, ny = uv[I["nose"]]
+        nx, ny = uv[ix["nose"]]
         draw.ellipse([nx - r * 0.1, ny - r * 0.08, nx + r * 0.1, ny + r * 0.1], fill=_shade(app.skin, 0.75))
-        draw.line([(nx - r * 0.25, ny + r * 0.35), (nx + r * 0.25, ny + r * 0.35)], fill=_shade(app.skin, 0.55), width=max(1, int(r * 0.08)))
+        draw.line(
+            [(nx - r * 0.25, ny + r * 0.35), (nx + r * 0.25, ny + r * 0.35)],
+            fill=_shade(app.skin, 0.55),
+            width=max(1, int(r * 0.08)),
+        )
 
         # Keyboard, with the pressed keys lowered.
         img.paste(self._keyboard, (0, 0), self._keyboard)
@@ -249,10 +284,10 @@ class PianistRenderer:
                                     self._draw_key(draw, q, False)
 
         # Arms then hands, the farther side first.
-        sides = sorted(sk.HANDS, key=lambda h: -depth[I[f"{h}_elbow"]])
+        sides = sorted(sk.HANDS, key=lambda h: -depth[ix[f"{h}_elbow"]])
         sleeve = app.shirt if app.long_sleeves else app.skin
         for h in sides:
-            s, e, w = I[f"{h}_shoulder"], I[f"{h}_elbow"], I[f"{h}_wrist"]
+            s, e, w = ix[f"{h}_shoulder"], ix[f"{h}_elbow"], ix[f"{h}_wrist"]
             self._capsule(draw, uv[s], uv[e], self._size(0.095, depth[e]), app.shirt)
             self._capsule(draw, uv[e], uv[w], self._size(0.075, depth[w]), sleeve)
             self._draw_hand(draw, joints, uv, depth, h)
@@ -262,7 +297,9 @@ class PianistRenderer:
         idx, skin = sk.HAND_INDICES[hand], self.app.skin
         palm = [idx[0], idx[1], idx[5], idx[9], idx[13], idx[17]]
         d = depth[idx[9]]
-        draw.polygon([tuple(map(float, uv[k])) for k in palm], fill=_shade(skin, 0.92), outline=_shade(skin, 0.55))
+        draw.polygon(
+            [tuple(map(float, uv[k])) for k in palm], fill=_shade(skin, 0.92), outline=_shade(skin, 0.55)
+        )
         # Fingers, farthest first; segment widths taper towards the tips.
         order = sorted(range(5), key=lambda f: -depth[idx[4 + 4 * f]])
         for f in order:
@@ -275,7 +312,9 @@ class PianistRenderer:
             nr = width * 0.3
             draw.ellipse([tx - nr, ty - nr, tx + nr, ty + nr], fill=_shade(skin, 1.25))
 
-    def render_clip(self, joints: np.ndarray, notes: list[Note], fps: float, start: float = 0.0) -> np.ndarray:
+    def render_clip(
+        self, joints: np.ndarray, notes: list[Note], fps: float, start: float = 0.0
+    ) -> np.ndarray:
         """(T, 56, 3) world joints -> (T, H, W, 3) uint8 frames; keys go down while their notes sound."""
         T = len(joints)
         pressed: list[set[int]] = [set() for _ in range(T)]
@@ -285,4 +324,3 @@ class PianistRenderer:
             for i in range(i0, i1):
                 pressed[i].add(n.pitch)
         return np.stack([self.render_frame(joints[i], frozenset(pressed[i])) for i in range(T)])
-

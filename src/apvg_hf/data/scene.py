@@ -65,7 +65,9 @@ def key_top_quad(pitch: int, pressed: bool = False) -> np.ndarray:
         hw, y0, z = WHITE_WIDTH / 2 - 0.0004, 0.0, 0.0
     # A pressed key pivots at its back end: its front goes down by KEY_DEPTH.
     zf = z - (KEY_DEPTH if pressed else 0.0)
-    return np.array([[x - hw, y0, zf], [x + hw, y0, zf], [x + hw, WHITE_LENGTH, z], [x - hw, WHITE_LENGTH, z]])
+    return np.array(
+        [[x - hw, y0, zf], [x + hw, y0, zf], [x + hw, WHITE_LENGTH, z], [x - hw, WHITE_LENGTH, z]]
+    )
 
 
 ALL_PITCHES = list(range(PIANO_LOW, PIANO_HIGH + 1))
@@ -114,7 +116,11 @@ def sample_camera(rng: np.random.Generator, aspect: float = 1.0) -> Camera:
             float(d.position[1] * rng.uniform(0.94, 1.06)),
             float(d.position[2] + rng.uniform(-0.06, 0.06)),
         ),
-        target=(float(rng.uniform(-0.03, 0.03)), float(d.target[1] + rng.uniform(-0.03, 0.03)), float(d.target[2] + rng.uniform(-0.03, 0.03))),
+        target=(
+            float(rng.uniform(-0.03, 0.03)),
+            float(d.target[1] + rng.uniform(-0.03, 0.03)),
+            float(d.target[2] + rng.uniform(-0.03, 0.03)),
+        ),
         focal=float(d.focal * rng.uniform(0.95, 1.05)),
         aspect=aspect,
     )
@@ -133,7 +139,9 @@ def _points_in_quads(points: np.ndarray, quads: np.ndarray) -> np.ndarray:
     a = quads[None, :, :, :]  # (1, N, 4, 2)
     b = np.roll(quads, -1, axis=1)[None]
     p = points[:, None, None, :]  # (P, 1, 1, 2)
-    cross = (b[..., 0] - a[..., 0]) * (p[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (p[..., 0] - a[..., 0])
+    cross = (b[..., 0] - a[..., 0]) * (p[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (
+        p[..., 0] - a[..., 0]
+    )
     return np.all(cross >= 0, axis=-1) | np.all(cross <= 0, axis=-1)
 
 

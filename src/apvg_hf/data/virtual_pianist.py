@@ -13,6 +13,7 @@ the number of workers. Splits are by piece: a piece and all its variants live in
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -72,7 +73,11 @@ def perform(spec: PerformanceSpec) -> Performance:
     """Plan and synthesise one whole performance (audio and 3D motion; frames are drawn per clip)."""
     rng = spec.rng()
     notes = load_piece_notes(spec.piece_id, max_seconds=spec.max_seconds)
-    aug = sample_augmentation(rng) if spec.augment else {"tempo": 1.0, "transpose": 0, "timing_jitter_s": 0.0, "velocity_jitter": 0}
+    aug = (
+        sample_augmentation(rng)
+        if spec.augment
+        else {"tempo": 1.0, "transpose": 0, "timing_jitter_s": 0.0, "velocity_jitter": 0}
+    )
     notes = augment_notes(notes, rng=rng, **aug)
     appearance_id = int(rng.integers(len(APPEARANCES)))
     camera = sample_camera(rng, aspect=spec.width / spec.height)
@@ -80,9 +85,13 @@ def perform(spec: PerformanceSpec) -> Performance:
     plan = plan_performance(notes, body=app.body, config=PianistConfig())
     last = max((n.offset for n in plan.notes), default=0.0)
     duration = np.ceil((last + 1.0) * spec.fps) / spec.fps  # a second of release; whole frames
-    audio = render_notes(plan.notes, sampling_rate=spec.sampling_rate, soundfont=spec.soundfont, duration=duration)
+    audio = render_notes(
+        plan.notes, sampling_rate=spec.sampling_rate, soundfont=spec.soundfont, duration=duration
+    )
     motion = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng)
-    return Performance(spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration)
+    return Performance(
+        spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration
+    )
 
 
 def _flac_bytes(audio: np.ndarray, sr: int) -> bytes:
@@ -91,7 +100,9 @@ def _flac_bytes(audio: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def generate_clips(spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_seconds: float = 2.0) -> Iterator[dict]:
+def generate_clips(
+    spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_seconds: float = 2.0
+) -> Iterator[dict]:
     """Perform `spec` and yield dataset rows, one per clip (times in each row are clip-relative)."""
     perf = perform(spec)
     fps, sr = spec.fps, spec.sampling_rate
@@ -109,7 +120,11 @@ def generate_clips(spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_s
         t0, t1 = f0 / fps, f1 / fps
         a0, a1 = int(round(t0 * sr)), int(round(t1 * sr))
         # Notes in clip time; those sounding across the clip's edges are kept (their keys are down).
-        shifted = [n.replace(onset=n.onset - t0, offset=n.offset - t0) for n in perf.notes if n.offset > t0 and n.onset < t1]
+        shifted = [
+            n.replace(onset=n.onset - t0, offset=n.offset - t0)
+            for n in perf.notes
+            if n.offset > t0 and n.onset < t1
+        ]
         clip_notes = [n.replace(offset=min(n.offset, t1 - t0)) for n in shifted]
         frames = renderer.render_clip(perf.joints[f0:f1], shifted, fps)
         audio = perf.audio[a0:a1]
@@ -128,11 +143,20 @@ def generate_clips(spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_s
             "height": spec.height,
             "sampling_rate": sr,
             "audio": {"bytes": _flac_bytes(audio, sr), "path": None},
-            "video": encode_video(frames, fps, crf=spec.video_crf, pix_fmt=spec.video_pix_fmt, preset=spec.video_preset),
+            "video": encode_video(
+                frames, fps, crf=spec.video_crf, pix_fmt=spec.video_pix_fmt, preset=spec.video_preset
+            ),
             "keypoints": uv[f0:f1].astype(np.float32),
             "visibility": vis[f0:f1],
             "notes": [
-                {"pitch": n.pitch, "onset": n.onset, "offset": n.offset, "velocity": n.velocity, "hand": n.hand, "finger": n.finger}
+                {
+                    "pitch": n.pitch,
+                    "onset": n.onset,
+                    "offset": n.offset,
+                    "velocity": n.velocity,
+                    "hand": n.hand,
+                    "finger": n.finger,
+                }
                 for n in clip_notes
             ],
             "keyboard_pitches": ALL_PITCHES,
@@ -189,7 +213,12 @@ def features(sampling_rate: int = 16000, audio_feature: bool = True) -> datasets
             "keyboard_pitches": datasets.List(datasets.Value("int32")),
             "keyboard_quads": datasets.Array3D(shape=(len(ALL_PITCHES), 4, 2), dtype="float32"),
             "appearance": datasets.Value("string"),
-            "camera": {"position": datasets.List(f32), "target": datasets.List(f32), "focal": f32, "aspect": f32},
+            "camera": {
+                "position": datasets.List(f32),
+                "target": datasets.List(f32),
+                "focal": f32,
+                "aspect": f32,
+            },
             "augmentation": {"tempo": f32, "transpose": f32, "timing_jitter_s": f32, "velocity_jitter": f32},
             "dropped_notes": datasets.Value("int32"),
             "seed": datasets.Value("int64"),
@@ -210,18 +239,29 @@ def decode_video(row: dict) -> np.ndarray:
     return read_video(row["video"])
 
 
-def split_pieces(piece_ids: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, list[str]]:
-    """Assign whole pieces to splits by a stable hash order (at least one piece per split when possible).
+def piece_group(piece_id: str) -> str:
+    """Versions of one piece share a group: `bach/bwv18.5-lz` and `bach/bwv18.5-w` are `bach/bwv18.5`."""
+    return re.sub(r"-[a-z]+$", "", piece_id)
+
+
+def split_pieces(
+    piece_ids: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> dict[str, list[str]]:
+    """Assign whole pieces (and all versions of a piece) to splits by a stable hash order.
 
     >>> s = split_pieces([f"p{i}" for i in range(10)])
     >>> [len(s[k]) for k in SPLITS]
     [8, 1, 1]
     """
-    order = sorted(piece_ids, key=lambda p: zlib.crc32(p.encode()))
-    n = len(order)
+    groups = sorted({piece_group(p) for p in piece_ids}, key=lambda g: (zlib.crc32(g.encode()), g))
+    n = len(groups)
     n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
     n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
-    return {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    split_of = {
+        g: "test" if i < n_test else "validation" if i < n_test + n_val else "train"
+        for i, g in enumerate(groups)
+    }
+    return {s: [p for p in piece_ids if split_of[piece_group(p)] == s] for s in SPLITS}
 
 
 def _generate_rows(specs: list[dict], clip_seconds: float) -> Iterator[dict]:
@@ -229,7 +269,9 @@ def _generate_rows(specs: list[dict], clip_seconds: float) -> Iterator[dict]:
         yield from generate_clips(PerformanceSpec(**s), clip_seconds=clip_seconds)
 
 
-def build_split(specs: list[PerformanceSpec], clip_seconds: float, num_proc: int | None, cache_dir: str) -> datasets.Dataset:
+def build_split(
+    specs: list[PerformanceSpec], clip_seconds: float, num_proc: int | None, cache_dir: str
+) -> datasets.Dataset:
     """Generate one split with `datasets.Dataset.from_generator` (parallel over performances)."""
     kw = {"specs": [asdict(s) for s in specs], "clip_seconds": clip_seconds}
     sr = specs[0].sampling_rate if specs else 16000
