@@ -372,7 +372,7 @@ def plan_performance(
         reference = {}
         for h in HANDS:
             if onset - state[h].last_onset > cfg.rest_gap:
-                ahead = [x for t, x in hinted[h] if onset - 1e-6 <= t < onset + 2.0][:6]
+                ahead = [x for t, x in hinted[h] if onset - 1e-6 <= t < onset + 3.0][:6]
                 if ahead:
                     reference[h] = np.array([np.mean(ahead), -0.01, 0.045])
         group = sorted(group, key=lambda n: n.pitch)
