@@ -335,11 +335,10 @@ def _best_fingering(pitches, hand, state: _HandState, onset, body, cfg, referenc
         if dist > 0.01 and dist / max(free_time, 1e-3) > cfg.max_hand_speed:
             continue  # cannot get there in time
         cost = float(move.sum()) + _stretch(pitches, fingers, hand) / 0.01
-        # Each finger plays near its natural place on the hand (not the thumb reaching for everything).
+        # Fingers play near their natural places on the hand (not the thumb reaching for everything);
+        # only the chord's common offset counts here, its spread is `_stretch`'s.
         nat = anchor[0] + _SIGN[hand] * _TIP_NOMINAL[np.asarray(fingers) - 1, 0] * body.hand
-        offset = (
-            np.array([key_press_point(p)[0] for p in pitches]) - nat
-        )  # (a chord's spread is `_stretch`'s)
+        offset = np.array([key_press_point(p)[0] for p in pitches]) - nat
         cost += len(pitches) * abs(float(offset.mean())) / 0.012
         for p, f in zip(pitches, fingers):
             if f == 1 and p % 12 in (1, 3, 6, 8, 10):
