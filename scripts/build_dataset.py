@@ -74,12 +74,16 @@ def main(argv: list[str] | None = None) -> dict:
             ]  # fmt: skip
             out[split] = build_split(specs, clip_seconds, args.num_workers, cache_dir=cache)
         dd = datasets.DatasetDict(out)
-        dd.save_to_disk(str(args.output))
+        # Write beside the target and rename at the end: an interrupted build leaves no half dataset.
+        partial = args.output.with_name(f".{args.output.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        dd.save_to_disk(str(partial))
     wall = time.time() - t0
 
+    dd = datasets.load_from_disk(str(partial))  # (the generation cache is gone with its temp folder)
     seconds = {k: float(sum(ds["duration"])) for k, ds in dd.items()}
     total = sum(seconds.values())
-    size = dir_size(args.output)
+    size = dir_size(partial)
     stats = {
         "preset": args.preset,
         "resolution": res,
@@ -95,7 +99,10 @@ def main(argv: list[str] | None = None) -> dict:
         "bytes_per_hour": size / max(total, 1e-9) * 3600,
         "num_workers": args.num_workers,
     }
-    (args.output / "build_info.json").write_text(json.dumps(stats, indent=2))
+    (partial / "build_info.json").write_text(json.dumps(stats, indent=2))
+    if args.output.exists():
+        shutil.rmtree(args.output)  # empty, or --overwrite was given
+    partial.rename(args.output)
     print(f"built {total / 60:.1f} min of data ({sum(stats['clips'].values())} clips) in {wall:.0f} s "
           f"= {stats['data_seconds_per_wall_second']:.1f} s of data per wall second; "
           f"{size / 1e6:.1f} MB on disk = {stats['bytes_per_hour'] / 1e6:.0f} MB per hour -> {args.output}")  # fmt: skip

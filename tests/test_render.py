@@ -20,7 +20,9 @@ def motion():
 def test_renders_any_resolution(motion, size):
     plan, m = motion
     w, h = size
-    frames = PianistRenderer(APPEARANCES[0], Camera(aspect=w / h), w, h).render_clip(m.joints, plan.notes, fps=10)
+    frames = PianistRenderer(APPEARANCES[0], Camera(aspect=w / h), w, h).render_clip(
+        m.joints, plan.notes, fps=10
+    )
     assert frames.shape == (10, h, w, 3) and frames.dtype == np.uint8
     assert frames.std() > 20  # a picture, not a blank
 
@@ -43,7 +45,9 @@ def test_visibility_marks_occlusions(motion):
     # An ear pushed behind the head, a point out of the frame, a fingertip tucked under its palm.
     ear = sk.INDEX["left_ear"]
     head = (joints[0, sk.INDEX["left_ear"]] + joints[0, sk.INDEX["right_ear"]]) / 2
-    joints[0, ear] = head + (head - np.asarray(cam.position)) / np.linalg.norm(head - np.asarray(cam.position)) * 0.06
+    joints[0, ear] = (
+        head + (head - np.asarray(cam.position)) / np.linalg.norm(head - np.asarray(cam.position)) * 0.06
+    )
     joints[0, sk.INDEX["nose"]] = [3.0, 0.0, 0.0]
     idx = sk.HAND_INDICES["right"]
     palm_centre = joints[0, [idx[0], idx[5], idx[17]]].mean(0)
