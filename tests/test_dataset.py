@@ -82,14 +82,26 @@ def test_split_pieces_deterministic_and_whole():
 
 
 def test_generation_is_deterministic_for_a_seed():
+    """Labels, audio and rendered frames are bit-identical for a seed; the H.264 bytes need not be
+    (x264 gave different bytes from run to run for some tiny 4:4:4 inputs here), so the decoded
+    videos must agree within codec noise."""
+    from apvg_hf.data.render import APPEARANCES, PianistRenderer
+    from apvg_hf.data.virtual_pianist import perform
+
     spec = PerformanceSpec("bach/bwv846", variant=1, seed=3, max_seconds=3.0, width=64, height=64)
     a, b = list(generate_clips(spec, 10.0)), list(generate_clips(spec, 10.0))
     assert len(a) == len(b) == 1
     for k in ("keypoints", "visibility"):
         np.testing.assert_array_equal(a[0][k], b[0][k])
-    assert (
-        a[0]["audio"] == b[0]["audio"] and a[0]["video"] == b[0]["video"] and a[0]["notes"] == b[0]["notes"]
-    )
+    assert a[0]["audio"] == b[0]["audio"] and a[0]["notes"] == b[0]["notes"]
+    va, vb = decode_video(a[0]).astype(float), decode_video(b[0]).astype(float)
+    assert 10 * np.log10(255**2 / max(np.mean((va - vb) ** 2), 1e-12)) > 40
+    p1, p2 = perform(spec), perform(spec)
+    frames = [
+        PianistRenderer(APPEARANCES[p.appearance_id], p.camera, 64, 64).render_clip(p.joints, p.notes, 30)
+        for p in (p1, p2)
+    ]
+    np.testing.assert_array_equal(frames[0], frames[1])
     c = next(
         generate_clips(
             PerformanceSpec("bach/bwv846", variant=1, seed=4, max_seconds=3.0, width=64, height=64), 10.0

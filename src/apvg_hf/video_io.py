@@ -25,6 +25,29 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+def rgb_to_yuv_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """(H, W, 3) uint8 RGB -> a planar `av.VideoFrame` (BT.601, limited range: what decoders assume).
+
+    Done in numpy rather than by the encoder's implicit swscale conversion, which gave different
+    pixels from run to run here: the same frames must always give the same video.
+    """
+    x = frame.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0
+    v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0
+    if pix_fmt == "yuv444p":
+        planes = np.stack([y, u, v])  # (3, H, W)
+    elif pix_fmt == "yuv420p":
+        h, w = y.shape
+        u = u.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+        v = v.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+        planes = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+    else:
+        raise ValueError(f"pix_fmt must be 'yuv420p' or 'yuv444p', got {pix_fmt!r}")
+    return av.VideoFrame.from_ndarray(np.clip(np.rint(planes), 0, 255).astype(np.uint8), format=pix_fmt)
+
+
 def encode_video(
     frames: np.ndarray,
     fps: float,
@@ -38,7 +61,8 @@ def encode_video(
     """Encode frames (T, H, W, 3) uint8 (+ optional mono/stereo audio) to mp4 bytes.
 
     `pix_fmt="yuv420p"` plays everywhere; `"yuv444p"` with a low `crf` keeps thin coloured lines
-    (dataset storage). Width and height must be even for yuv420p.
+    (dataset storage). Width and height must be even for yuv420p. Frames are converted to YUV in
+    numpy and stamped with explicit timestamps, so the same frames give the same bytes.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -53,7 +77,6 @@ def encode_video(
         vs = container.add_stream("libx264", rate=_fps_fraction(fps))
         vs.width, vs.height, vs.pix_fmt = W, H, pix_fmt
         vs.options = {"crf": str(crf), "preset": preset}
-        vs.thread_count = 1  # deterministic bytes for a given input
         if pix_fmt == "yuv444p":
             vs.profile = "high444"
         aus = None
@@ -65,8 +88,11 @@ def encode_video(
             aus = container.add_stream("aac", rate=int(sampling_rate))
             aus.bit_rate = audio_bitrate
             aus.layout = "mono" if audio.shape[1] == 1 else "stereo"
-        for frame in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        vs.codec_context.time_base = Fraction(1) / _fps_fraction(fps)
+        for i, frame in enumerate(frames):
+            vf = rgb_to_yuv_frame(frame, pix_fmt)
+            vf.pts, vf.time_base = i, vs.codec_context.time_base  # explicit: x264's rate control reads them
+            for packet in vs.encode(vf):
                 container.mux(packet)
         for packet in vs.encode():
             container.mux(packet)
