@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import datasets
 
-from apvg_hf.data.presets import DEMO_PIECE, PRESETS, preset_pieces
+from apvg_hf.data.audio import find_soundfont
+from apvg_hf.data.presets import PRESETS, preset_pieces
 from apvg_hf.data.virtual_pianist import SPLITS, PerformanceSpec, build_split, split_pieces
 
 
@@ -27,39 +27,55 @@ def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
     ap.add_argument("--output", required=True, type=Path)
-    ap.add_argument("--num-workers", type=int, default=2)
-    ap.add_argument("--resolution", type=int, default=None, help="square frame size (default: the preset's)")
-    ap.add_argument("--fps", type=float, default=30.0)
-    ap.add_argument("--sampling-rate", type=int, default=16000)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-workers", type=_positive(int), default=2)
+    ap.add_argument("--resolution", type=_positive(int), help="square frame size (default: the preset's)")
+    ap.add_argument("--fps", type=_positive(float), default=30.0)
+    ap.add_argument("--sampling-rate", type=_positive(int), default=16000)
+    ap.add_argument("--seed", type=int, default=0, help="a non-negative integer")
+    ap.add_argument("--variants", type=_positive(int), help="performances per piece (default: the preset's)")
+    ap.add_argument("--clip-seconds", type=_positive(float), help="longest clip (default: the preset's)")
+    ap.add_argument("--soundfont", help="a .sf2 file (default: a system one if present, else TimGM6mb)")
     ap.add_argument(
-        "--variants", type=int, default=None, help="performances per piece (default: the preset's)"
+        "--overwrite", action="store_true", help="replace OUTPUT once the new dataset is complete"
     )
-    ap.add_argument("--clip-seconds", type=float, default=None)
-    ap.add_argument(
-        "--soundfont", default=None, help="a .sf2 file (default: a system one if present, else TimGM6mb)"
-    )
-    ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
 
     preset = PRESETS[args.preset]
-    res = args.resolution or preset.resolution
-    variants = args.variants or preset.variants
-    clip_seconds = args.clip_seconds or preset.clip_seconds
-    if args.output.exists() and any(args.output.iterdir()):
-        if not args.overwrite:
-            sys.exit(f"error: {args.output} exists and is not empty (pass --overwrite to replace it)")
-        shutil.rmtree(args.output)
+    res = args.resolution if args.resolution is not None else preset.resolution
+    variants = args.variants if args.variants is not None else preset.variants
+    clip_seconds = args.clip_seconds if args.clip_seconds is not None else preset.clip_seconds
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
+    if clip_seconds * args.fps < 1:
+        ap.error(f"--clip-seconds {clip_seconds} is shorter than one frame at {args.fps:g} fps")
+    if args.output.exists() and not args.output.is_dir():
+        ap.error(f"--output {args.output} exists and is not a folder")
+    if args.output.exists() and any(args.output.iterdir()) and not args.overwrite:
+        ap.error(
+            f"{args.output} exists and is not empty (pass --overwrite to replace it when the build is done)"
+        )
+    try:
+        find_soundfont(args.soundfont)
+    except FileNotFoundError as err:
+        ap.error(str(err))
 
     pieces = preset_pieces(args.preset)
     max_secs = dict(pieces)
-    others = [p for p, _ in pieces if p != DEMO_PIECE]
-    splits = split_pieces(others)
-    splits["test"] = [DEMO_PIECE] + splits["test"]  # the demo piece is never trained on
+    splits = split_pieces([p for p, _ in pieces])  # by piece, the same in every preset
     print(f"preset {args.preset}: {len(pieces)} pieces x {variants} variants at {res}x{res}, {args.fps:g} fps; "
           + ", ".join(f"{k}: {len(splits[k])} pieces" for k in SPLITS))  # fmt: skip
 
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     (partial / "build_info.json").write_text(json.dumps(stats, indent=2))
     if args.output.exists():
-        shutil.rmtree(args.output)  # empty, or --overwrite was given
+        shutil.rmtree(args.output)  # empty, or --overwrite was given: replaced only now, when complete
     partial.rename(args.output)
     print(f"built {total / 60:.1f} min of data ({sum(stats['clips'].values())} clips) in {wall:.0f} s "
           f"= {stats['data_seconds_per_wall_second']:.1f} s of data per wall second; "

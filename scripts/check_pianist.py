@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Check the virtual pianist's kinematics over the catalogue and write JSON + Markdown.
 
-For each piece (augmented as the dataset builder does, `--seconds` of it): the share of notes whose
-assigned fingertip is over the sounding key at the onset frame (in the image, through the camera and
-key geometry the dataset stores), the share of score notes the pianist could not play (dropped from
+For each piece, one performance exactly as the dataset builder makes it (its sampled tempo,
+transposition, humanisation, appearance/body and camera; `--seconds` of the score): the share of notes
+whose assigned fingertip is over the sounding key at the onset frame (in the image, through the
+sample's camera and key geometry), the share of score notes the pianist could not play (dropped from
 audio and video alike), the fastest joint (m/s at the data frame rate) and the bone-length spread.
 
     python scripts/check_pianist.py --output outputs/pianist_check            # keyboard + 20 chorales
@@ -20,32 +21,33 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from apvg_hf import skeleton as sk
-from apvg_hf.data.music import augment_notes, list_pieces, load_piece_notes, sample_augmentation
-from apvg_hf.data.pianist import PianistConfig, plan_performance, synthesize_motion
-from apvg_hf.data.scene import ALL_PITCHES, Camera, key_under_points, keyboard_quads
+from apvg_hf.data.music import list_pieces
+from apvg_hf.data.pianist import PianistConfig
+from apvg_hf.data.render import APPEARANCES
+from apvg_hf.data.scene import ALL_PITCHES, key_under_points, keyboard_quads
+from apvg_hf.data.virtual_pianist import PerformanceSpec, perform
 
 
-def check_piece(piece_id: str, seconds: float, fps: float = 30.0, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    notes = load_piece_notes(piece_id, max_seconds=seconds)
-    notes = augment_notes(notes, rng=rng, **sample_augmentation(rng))
-    plan = plan_performance(notes)
-    motion = synthesize_motion(plan, duration=max(n.offset for n in plan.notes) + 1.0, fps=fps)
-    cam = Camera()
-    quads, pitches = keyboard_quads(cam), np.array(ALL_PITCHES)
+def check_piece(piece_id: str, seconds: float, seed: int = 0, variant: int = 0) -> dict:
+    """One performance exactly as the dataset builder makes it (its own augmentation, camera, body)."""
+    perf = perform(PerformanceSpec(piece_id, variant=variant, seed=seed, max_seconds=seconds))
+    fps, notes = perf.spec.fps, perf.notes
+    quads, pitches = keyboard_quads(perf.camera), np.array(ALL_PITCHES)
     tips = np.stack(
-        [motion.joints[int(round(n.onset * fps)), sk.FINGERTIPS[n.hand][n.finger - 1]] for n in plan.notes]
+        [perf.joints[int(round(n.onset * fps)), sk.FINGERTIPS[n.hand][n.finger - 1]] for n in notes]
     )
-    uv, _ = cam.project(tips)
-    over_key = key_under_points(uv, quads, pitches) == np.array([n.pitch for n in plan.notes])
-    speed = np.linalg.norm(np.diff(motion.joints, axis=0), axis=-1) * fps
-    lengths = sk.bone_lengths(motion.joints)
+    uv, _ = perf.camera.project(tips)
+    over_key = key_under_points(uv, quads, pitches) == np.array([n.pitch for n in notes])
+    speed = np.linalg.norm(np.diff(perf.joints, axis=0), axis=-1) * fps
+    lengths = sk.bone_lengths(perf.joints)
     return {
         "piece_id": piece_id,
-        "notes": len(notes),
-        "played": len(plan.notes),
+        "augmentation": perf.augmentation,
+        "appearance": APPEARANCES[perf.appearance_id].name,
+        "notes": len(notes) + perf.n_dropped,
+        "played": len(notes),
         "fingertip_over_key": float(over_key.mean()),
-        "dropped": 1.0 - len(plan.notes) / max(len(notes), 1),
+        "dropped": perf.n_dropped / (len(notes) + perf.n_dropped),
         "max_speed": float(speed.max()),
         "fastest_joint": sk.KEYPOINT_NAMES[int(speed.max(0).argmax())],
         "bone_length_spread": float(np.abs(lengths / lengths.mean(0) - 1).max()),
@@ -82,13 +84,14 @@ def main(argv: list[str] | None = None) -> dict:
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps({"summary": summary, "pieces": rows}, indent=2))
     lines = [
-        "| piece | notes | fingertip over key | dropped | max speed (m/s) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| piece | tempo | transpose | notes | fingertip over key | dropped | max speed (m/s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r['piece_id']} | {r['notes']} | {r['fingertip_over_key']:.3f} | {r['dropped']:.3f} | {r['max_speed']:.2f} |"
+            f"| {r['piece_id']} | {r['augmentation']['tempo']:.2f} | {int(r['augmentation']['transpose']):+d} | {r['notes']} "
+            f"| {r['fingertip_over_key']:.3f} | {r['dropped']:.3f} | {r['max_speed']:.2f} |"
             for r in rows
         ),
-        f"| **all {summary['pieces']}** | {summary['notes']} | {summary['fingertip_over_key']:.4f} | "
+        f"| **all {summary['pieces']}** | | | {summary['notes']} | {summary['fingertip_over_key']:.4f} | "
         f"{summary['dropped']:.3f} | {summary['max_speed']:.2f} |",
     ]
     (args.output / "results.md").write_text("\n".join(lines) + "\n")

@@ -25,10 +25,15 @@ def from_dataset(path: str, split: str, index: int) -> dict:
 
     from apvg_hf.data.virtual_pianist import decode_audio, decode_video
 
+    if not Path(path).is_dir():
+        sys.exit(f"error: no dataset folder at {path}")
     dd = datasets.load_from_disk(path)
-    if split not in dd:
-        sys.exit(f"error: split {split!r} not in {path} (has {list(dd)})")
-    ds = dd[split]
+    if isinstance(dd, datasets.Dataset):  # a split's own folder
+        ds = dd
+    elif split not in dd:
+        sys.exit(f"error: split {split!r} not in {path} (has {', '.join(dd.keys())})")
+    else:
+        ds = dd[split]
     if not 0 <= index < len(ds):
         sys.exit(f"error: index {index} out of range: {split} has {len(ds)} clips")
     row = ds[index]
@@ -75,13 +80,18 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--output", type=Path, default=Path("outputs/preview.mp4"))
     args = ap.parse_args(argv)
+    if args.seconds <= 0 or args.resolution <= 0 or args.resolution % 2:
+        ap.error("--seconds must be > 0 and --resolution an even number > 0")
 
     t0 = time.time()
-    s = (
-        from_dataset(args.dataset, args.split, args.index)
-        if args.dataset
-        else synthesize(args.synthesize, args.seconds, args.resolution, args.seed)
-    )
+    try:
+        s = (
+            from_dataset(args.dataset, args.split, args.index)
+            if args.dataset
+            else synthesize(args.synthesize, args.seconds, args.resolution, args.seed)
+        )
+    except (KeyError, ValueError) as err:
+        sys.exit(f"error: {err.args[0] if err.args else err}")
     overlay = draw_skeleton_video(s["frames"], s["keypoints"], s["visibility"])
     side_by_side = np.concatenate([s["frames"], overlay], axis=2)  # (T, H, 2W, 3)
     write_video(args.output, side_by_side, s["fps"], audio=s["audio"], sampling_rate=s["sampling_rate"])

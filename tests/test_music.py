@@ -226,3 +226,19 @@ def test_sample_augmentation_ranges():
     assert all(0 < d["timing_jitter_s"] <= 0.02 and 0 < d["velocity_jitter"] <= 16 for d in draws)
     assert {d["transpose"] for d in draws} == set(range(-4, 5))
     assert sample_augmentation(np.random.default_rng(5)) == sample_augmentation(np.random.default_rng(5))
+
+
+def test_stale_cache_entry_is_reparsed():
+    """A cached note list parsed from something else (another music21, a changed catalogue entry)
+    is not served."""
+    import json
+
+    from apvg_hf.data.music import _cache_path
+
+    fresh = load_piece_notes("schoenberg/opus19/movement6")
+    path = _cache_path("schoenberg/opus19/movement6")
+    payload = json.loads(path.read_text())
+    payload["source"] = "something else"
+    payload["notes"] = [[60, 0.0, 1.0, 80, "right"]]
+    path.write_text(json.dumps(payload))
+    assert load_piece_notes("schoenberg/opus19/movement6") == fresh

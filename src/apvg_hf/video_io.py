@@ -144,17 +144,18 @@ def read_video(source: str | os.PathLike | bytes, start: int = 0, stop: int | No
 
 
 def read_audio_track(source: str | os.PathLike | bytes) -> tuple[np.ndarray, int]:
-    """Decode an mp4's first audio stream -> (N,) float32 mono and its sampling rate."""
+    """Decode an mp4's first audio stream -> (N,) float32 mono and its sampling rate (any sample format)."""
     chunks = []
     with _open(source) as container:
         if not container.streams.audio:
             raise ValueError("the video has no audio stream")
         stream = container.streams.audio[0]
-        sr = stream.rate
+        sr = int(stream.rate)
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=sr)
         for frame in container.decode(stream):
-            a = frame.to_ndarray()
-            chunks.append(a.mean(0) if a.ndim == 2 else a)
-    return np.concatenate(chunks).astype(np.float32), int(sr)
+            chunks += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray()[0] for f in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32), sr
 
 
 def probe_video(source: str | os.PathLike | bytes) -> dict:

@@ -352,17 +352,27 @@ def _cache_path(piece_id: str) -> Path:
     return cache_dir() / f"{re.sub(r'[^A-Za-z0-9._-]+', '__', piece_id)}.v{CACHE_VERSION}.json"
 
 
-def _read_cache(path: Path) -> list[Note] | None:
+def _source_key(piece: PieceInfo) -> str:
+    """What a cached note list was parsed from: it is re-parsed when any of this changes."""
+    import music21
+
+    override = _KEYBOARD.get(piece.corpus_path, (None, None))[1]
+    return f"{CACHE_VERSION}|music21 {music21.VERSION_STR}|{piece.corpus_path}|{piece.kind}|qpm {override}"
+
+
+def _read_cache(path: Path, source: str) -> list[Note] | None:
     try:
-        rows = json.loads(path.read_text())["notes"]
-        return [Note(int(p), float(on), float(off), int(v), h) for p, on, off, v, h in rows]
+        payload = json.loads(path.read_text())
+        if payload.get("source") != source:
+            return None  # parsed from another music21, catalogue entry or conversion version
+        return [Note(int(p), float(on), float(off), int(v), h) for p, on, off, v, h in payload["notes"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _write_cache(path: Path, piece_id: str, notes: list[Note]) -> None:
+def _write_cache(path: Path, piece_id: str, notes: list[Note], source: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"piece_id": piece_id, "version": CACHE_VERSION}
+    payload = {"piece_id": piece_id, "version": CACHE_VERSION, "source": source}
     payload["notes"] = [[n.pitch, n.onset, n.offset, n.velocity, n.hand] for n in notes]
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -390,12 +400,12 @@ def load_piece_notes(piece_id: str, max_seconds: float | None = None, use_cache:
     (0.0, 60, 'left')
     """
     piece = get_piece(piece_id)
-    path = _cache_path(piece_id)
-    notes = _read_cache(path) if use_cache else None
+    path, source = _cache_path(piece_id), _source_key(piece)
+    notes = _read_cache(path, source) if use_cache else None
     if notes is None:
         notes = _parse_piece(piece)
         if use_cache:
-            _write_cache(path, piece_id, notes)
+            _write_cache(path, piece_id, notes, source)
     if max_seconds is not None:
         notes = [n.replace(offset=min(n.offset, max_seconds)) for n in notes if n.onset < max_seconds]
     return notes

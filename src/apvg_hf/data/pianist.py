@@ -102,10 +102,18 @@ class PianistConfig:
 # ---------------------------------------------------------------------------------------------
 # Hand geometry helpers
 # ---------------------------------------------------------------------------------------------
-def _rot_z(yaw: np.ndarray) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    z, o = np.zeros_like(c), np.ones_like(c)
-    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+def _rot(axis: str, a: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) about a world axis by angles (...,)."""
+    a = np.asarray(a, dtype=np.float64)
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    if axis == "x":
+        m = [[o, z, z], [z, c, -s], [z, s, c]]
+    elif axis == "y":
+        m = [[c, z, s], [z, o, z], [-s, z, c]]
+    else:
+        m = [[c, -s, z], [s, c, z], [z, z, o]]
+    return np.stack([np.stack(row, -1) for row in m], -2)
 
 
 def hand_yaw(anchor: np.ndarray, hand: str, body: BodyProportions) -> np.ndarray:
@@ -122,7 +130,7 @@ def _local(points: np.ndarray, hand: str, scale: float) -> np.ndarray:
 
 def _hand_points(anchor: np.ndarray, yaw: np.ndarray, hand: str, body: BodyProportions):
     """World wrist (..., 3) and finger bases (..., 5, 3) for hand anchors (..., 3)."""
-    rot = _rot_z(np.asarray(yaw))  # (..., 3, 3)
+    rot = _rot("z", np.asarray(yaw))  # (..., 3, 3)
     base = np.einsum("...ij,fj->...fi", rot, _local(_MCP, hand, body.hand)) + anchor[..., None, :]
     wrist = np.einsum("...ij,j->...i", rot, _local(_WRIST, hand, body.hand)) + anchor
     return wrist, base
@@ -208,7 +216,7 @@ def _fit_hand(
     nominal = _local(np.c_[_TIP_NOMINAL, np.zeros(5)], hand, body.hand)[f]
     guess = (targets - nominal).mean(0)
     for _ in range(2):  # the hand turns with its position: place the turned fingers over their keys
-        turned = nominal @ _rot_z(hand_yaw(guess, hand, body)).T
+        turned = nominal @ _rot("z", hand_yaw(guess, hand, body)).T
         guess[:2] = (targets - turned).mean(0)[:2]
     # Fingers reach in to black keys: the hand goes only a quarter of the way forward.
     guess[1] = (targets[:, 1] - turned[:, 1]).min() + 0.25 * np.ptp(targets[:, 1])
@@ -591,18 +599,6 @@ def _smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), 0, pad)
 
 
-def _rot(axis: str, a: np.ndarray) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    if axis == "x":
-        m = [[o, z, z], [z, c, -s], [z, s, c]]
-    elif axis == "y":
-        m = [[c, z, s], [z, o, z], [-s, z, c]]
-    else:
-        m = [[c, -s, z], [s, c, z], [z, z, o]]
-    return np.stack([np.stack(row, -1) for row in m], -2)
-
-
 def _arm_ik(shoulder: np.ndarray, wrist: np.ndarray, a: float, b: float, side: float) -> np.ndarray:
     """Elbow (T, 3) of a two-bone arm, bending outwards and down."""
     d_vec = wrist - shoulder
@@ -677,7 +673,7 @@ def synthesize_motion(
     for h in HANDS:
         anchor = anchors[h]
         yaw_h = hand_yaw(anchor, h, body)
-        rot = _rot_z(yaw_h)
+        rot = _rot("z", yaw_h)
         wrist, base = _hand_points(anchor, yaw_h, h, body)
         idle_local = _local(np.c_[_TIP_NOMINAL, np.full(5, -_IDLE_DROP)], h, body.hand)
         idle = np.einsum("tij,fj->tfi", rot, idle_local) + anchor[:, None]

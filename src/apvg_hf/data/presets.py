@@ -1,6 +1,7 @@
 """Dataset presets: which pieces, how much of each, how many variants, what resolution.
 
-The demo piece (`DEMO_PIECE`) is never trained on: it always goes to the test split.
+Each piece's split comes from `piece_split` (a hash of the piece alone), so a piece is in the same
+split in every preset; the demo piece (`DEMO_PIECE`) is always in the test split.
 
 >>> sorted(PRESETS)
 ['full', 'small', 'tiny']
@@ -8,46 +9,55 @@ The demo piece (`DEMO_PIECE`) is never trained on: it always goes to the test sp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .music import list_pieces
-
-DEMO_PIECE = "bach/bwv846"  # WTC I, Prelude in C major: the README's demo audio; held out
+from .virtual_pianist import DEMO_PIECE, SPLITS, piece_split
 
 
 @dataclass(frozen=True)
 class Preset:
     keyboard: int | None  # number of solo keyboard pieces (None: all)
     chorales: int | None  # number of Bach chorales (None: all)
-    max_seconds: float | None  # cut each piece after this long (before tempo augmentation)
+    seconds: dict[str, float | None] = field(default_factory=dict)  # per kind: cut pieces after this long
     variants: int = 1  # augmented performances per piece
     clip_seconds: float = 20.0
     resolution: int = 256
-    reductions: int = 0  # ensemble works reduced to two hands
 
 
 PRESETS = {
-    "tiny": Preset(keyboard=3, chorales=3, max_seconds=6.0, variants=1, clip_seconds=3.0, resolution=64),
-    # ~20 minutes of music: 10 keyboard excerpts of 70 s and 12 chorale excerpts of 40 s.
-    "small": Preset(keyboard=10, chorales=12, max_seconds=None, variants=1, clip_seconds=20.0),
+    "tiny": Preset(
+        keyboard=3, chorales=3, seconds={"keyboard": 6.0, "chorale": 6.0}, clip_seconds=3.0, resolution=64
+    ),
+    # ~20 minutes of music: 10 keyboard excerpts of 70 s and 12 chorale excerpts of 40 s (+ the demo piece).
+    "small": Preset(keyboard=10, chorales=12, seconds={"keyboard": 70.0, "chorale": 40.0}),
     # ~5.3 hours: every keyboard piece and chorale of the catalogue, whole (`--variants 3` for ~16 h).
-    "full": Preset(keyboard=None, chorales=None, max_seconds=None, variants=1, clip_seconds=20.0),
+    "full": Preset(keyboard=None, chorales=None),
 }
-_SMALL_SECONDS = {"keyboard": 70.0, "chorale": 40.0}
 
 
 def preset_pieces(name: str) -> list[tuple[str, float | None]]:
-    """(piece_id, max_seconds) for a preset, in a deterministic order; always includes the demo piece."""
+    """(piece_id, max_seconds) for a preset, in a deterministic order.
+
+    Pieces are spread over the catalogue; every split gets at least one piece (a chorale of the
+    missing split replaces the last chorale picked), and the demo piece is always included.
+
+    >>> pieces = preset_pieces("tiny")
+    >>> sorted({piece_split(p) for p, _ in pieces}) == sorted(SPLITS)
+    True
+    """
     p = PRESETS[name]
-    chosen: list[tuple[str, float | None]] = [
-        (DEMO_PIECE, p.max_seconds or (_SMALL_SECONDS["keyboard"] if name == "small" else None))
-    ]
-    for kind, count in (("keyboard", p.keyboard), ("chorale", p.chorales), ("reduction", p.reductions)):
-        if count == 0:
-            continue
-        pieces = [q for q in list_pieces(kinds=(kind,)) if q.piece_id != DEMO_PIECE]
-        step = max(1, len(pieces) // count) if count else 1  # spread the choice over the catalogue
-        picked = pieces[::step][:count] if count else pieces
-        secs = p.max_seconds if p.max_seconds else (_SMALL_SECONDS.get(kind) if name == "small" else None)
-        chosen += [(q.piece_id, secs) for q in picked]
+    chosen = [(DEMO_PIECE, p.seconds.get("keyboard"))]
+    for kind, count in (("keyboard", p.keyboard), ("chorale", p.chorales)):
+        pool = [q.piece_id for q in list_pieces(kinds=(kind,)) if q.piece_id != DEMO_PIECE]
+        picked = pool if count is None else pool[:: max(1, len(pool) // max(count, 1))][:count]
+        if kind == "chorale":
+            for split in SPLITS:
+                if (
+                    picked
+                    and not any(piece_split(q) == split for q, _ in chosen)
+                    and not any(piece_split(q) == split for q in picked)
+                ):
+                    picked[-1] = next(q for q in pool if piece_split(q) == split)
+        chosen += [(q, p.seconds.get(kind)) for q in picked]
     return chosen

@@ -312,15 +312,13 @@ class PianistRenderer:
             nr = width * 0.3
             draw.ellipse([tx - nr, ty - nr, tx + nr, ty + nr], fill=_shade(skin, 1.25))
 
-    def render_clip(
-        self, joints: np.ndarray, notes: list[Note], fps: float, start: float = 0.0
-    ) -> np.ndarray:
+    def render_clip(self, joints: np.ndarray, notes: list[Note], fps: float) -> np.ndarray:
         """(T, 56, 3) world joints -> (T, H, W, 3) uint8 frames; keys go down while their notes sound."""
         T = len(joints)
         pressed: list[set[int]] = [set() for _ in range(T)]
         for n in notes:
-            i0 = max(int(np.ceil((n.onset - start) * fps - 1e-9)), 0)
-            i1 = min(int(np.ceil((n.offset - start) * fps - 1e-9)), T)
+            i0 = max(int(np.ceil(n.onset * fps - 1e-9)), 0)
+            i1 = min(int(np.ceil(n.offset * fps - 1e-9)), T)
             for i in range(i0, i1):
                 pressed[i].add(n.pitch)
         return np.stack([self.render_frame(joints[i], frozenset(pressed[i])) for i in range(T)])

@@ -72,7 +72,11 @@ class Performance:
 def perform(spec: PerformanceSpec) -> Performance:
     """Plan and synthesise one whole performance (audio and 3D motion; frames are drawn per clip)."""
     rng = spec.rng()
+    if spec.max_seconds is not None and spec.max_seconds <= 0:
+        raise ValueError(f"max_seconds must be > 0, got {spec.max_seconds}")
     notes = load_piece_notes(spec.piece_id, max_seconds=spec.max_seconds)
+    if not notes:
+        raise ValueError(f"{spec.piece_id} has no notes in its first {spec.max_seconds} s")
     aug = (
         sample_augmentation(rng)
         if spec.augment
@@ -103,7 +107,15 @@ def _flac_bytes(audio: np.ndarray, sr: int) -> bytes:
 def generate_clips(
     spec: PerformanceSpec, clip_seconds: float = 20.0, min_clip_seconds: float = 2.0
 ) -> Iterator[dict]:
-    """Perform `spec` and yield dataset rows, one per clip (times in each row are clip-relative)."""
+    """Perform `spec` and yield dataset rows, one per clip of at most `clip_seconds` (a last piece
+    shorter than `min_clip_seconds` joins the clip before it).
+
+    Times in a row are relative to its clip. A note sounding across a clip edge is kept with its
+    true times: a negative onset (it began before the clip) or an offset past `duration` (it goes on).
+    """
+    clip_frames = int(round(clip_seconds * spec.fps))
+    if clip_frames < 1:
+        raise ValueError(f"clip_seconds={clip_seconds} is shorter than one frame at {spec.fps} fps")
     perf = perform(spec)
     fps, sr = spec.fps, spec.sampling_rate
     info = get_piece(spec.piece_id)
@@ -112,21 +124,18 @@ def generate_clips(
     uv, _ = perf.camera.project(perf.joints)
     vis = compute_visibility(perf.joints, perf.camera, uv)
     T = len(perf.joints)
-    clip_frames = int(round(clip_seconds * fps))
-    for ci, f0 in enumerate(range(0, T, clip_frames)):
-        f1 = min(f0 + clip_frames, T)
-        if (f1 - f0) / fps < min_clip_seconds and ci > 0:
-            break
+    bounds = list(range(0, T, clip_frames)) + [T]
+    if len(bounds) > 2 and T - bounds[-2] < min_clip_seconds * fps:
+        del bounds[-2]  # a short tail joins the clip before it
+    for ci, (f0, f1) in enumerate(zip(bounds[:-1], bounds[1:])):
         t0, t1 = f0 / fps, f1 / fps
         a0, a1 = int(round(t0 * sr)), int(round(t1 * sr))
-        # Notes in clip time; those sounding across the clip's edges are kept (their keys are down).
-        shifted = [
+        clip_notes = [
             n.replace(onset=n.onset - t0, offset=n.offset - t0)
             for n in perf.notes
             if n.offset > t0 and n.onset < t1
         ]
-        clip_notes = [n.replace(offset=min(n.offset, t1 - t0)) for n in shifted]
-        frames = renderer.render_clip(perf.joints[f0:f1], shifted, fps)
+        frames = renderer.render_clip(perf.joints[f0:f1], clip_notes, fps)
         audio = perf.audio[a0:a1]
         yield {
             "piece_id": spec.piece_id,
@@ -220,7 +229,9 @@ def features(sampling_rate: int = 16000, audio_feature: bool = True) -> datasets
                 "aspect": f32,
             },
             "augmentation": {"tempo": f32, "transpose": f32, "timing_jitter_s": f32, "velocity_jitter": f32},
-            "dropped_notes": datasets.Value("int32"),
+            "dropped_notes": datasets.Value(
+                "int32"
+            ),  # score notes of the whole performance it could not play
             "seed": datasets.Value("int64"),
         }
     )
@@ -244,24 +255,24 @@ def piece_group(piece_id: str) -> str:
     return re.sub(r"-[a-z]+$", "", piece_id)
 
 
-def split_pieces(
-    piece_ids: list[str], val_fraction: float = 0.1, test_fraction: float = 0.1
-) -> dict[str, list[str]]:
-    """Assign whole pieces (and all versions of a piece) to splits by a stable hash order.
+DEMO_PIECE = "bach/bwv846"  # WTC I, Prelude in C major: the README's demo audio; never trained on
 
-    >>> s = split_pieces([f"p{i}" for i in range(10)])
-    >>> [len(s[k]) for k in SPLITS]
-    [8, 1, 1]
+
+def piece_split(piece_id: str, val_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
+    """The split of a piece, from a hash of its group alone: the same in every preset and dataset.
+
+    >>> piece_split("bach/bwv846"), piece_split("bach/bwv18.5-lz") == piece_split("bach/bwv18.5-w")
+    ('test', True)
     """
-    groups = sorted({piece_group(p) for p in piece_ids}, key=lambda g: (zlib.crc32(g.encode()), g))
-    n = len(groups)
-    n_test = max(1, round(n * test_fraction)) if n >= 3 else 0
-    n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
-    split_of = {
-        g: "test" if i < n_test else "validation" if i < n_test + n_val else "train"
-        for i, g in enumerate(groups)
-    }
-    return {s: [p for p in piece_ids if split_of[piece_group(p)] == s] for s in SPLITS}
+    if piece_group(piece_id) == piece_group(DEMO_PIECE):
+        return "test"
+    u = zlib.crc32(piece_group(piece_id).encode()) / 2**32
+    return "test" if u < test_fraction else "validation" if u < test_fraction + val_fraction else "train"
+
+
+def split_pieces(piece_ids: list[str]) -> dict[str, list[str]]:
+    """Group pieces by `piece_split` (order kept)."""
+    return {s: [p for p in piece_ids if piece_split(p) == s] for s in SPLITS}
 
 
 def _generate_rows(specs: list[dict], clip_seconds: float) -> Iterator[dict]:
