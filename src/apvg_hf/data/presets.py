@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .music import list_pieces
-from .virtual_pianist import DEMO_PIECE, SPLITS, piece_split
+from .virtual_pianist import DEMO_PIECE, piece_split
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,11 @@ PRESETS = {
 def preset_pieces(name: str) -> list[tuple[str, float | None]]:
     """(piece_id, max_seconds) for a preset, in a deterministic order.
 
-    Pieces are spread over the catalogue; every split gets at least one piece (a chorale of the
-    missing split replaces the last chorale picked), and the demo piece is always included.
+    Pieces are spread over the catalogue; validation and test get at least 10% of the pieces (at
+    least one: chorales of a thin split replace chorales picked for train), and the demo piece is
+    always included.
 
+    >>> from apvg_hf.data.virtual_pianist import SPLITS
     >>> pieces = preset_pieces("tiny")
     >>> sorted({piece_split(p) for p, _ in pieces}) == sorted(SPLITS)
     True
@@ -51,13 +53,13 @@ def preset_pieces(name: str) -> list[tuple[str, float | None]]:
     for kind, count in (("keyboard", p.keyboard), ("chorale", p.chorales)):
         pool = [q.piece_id for q in list_pieces(kinds=(kind,)) if q.piece_id != DEMO_PIECE]
         picked = pool if count is None else pool[:: max(1, len(pool) // max(count, 1))][:count]
-        if kind == "chorale":
-            for split in SPLITS:
-                if (
-                    picked
-                    and not any(piece_split(q) == split for q, _ in chosen)
-                    and not any(piece_split(q) == split for q in picked)
-                ):
-                    picked[-1] = next(q for q in pool if piece_split(q) == split)
+        if kind == "chorale" and count is not None:  # top up thin splits with chorales of that split
+            need = max(1, round(0.1 * (len(chosen) + len(picked))))
+            for split in ("validation", "test"):
+                have = sum(piece_split(q) == split for q in [c for c, _ in chosen] + picked)
+                spare = [q for q in pool if piece_split(q) == split and q not in picked]
+                swap = [i for i in reversed(range(len(picked))) if piece_split(picked[i]) == "train"]
+                for i, q in zip(swap, spare[: max(0, need - have)]):
+                    picked[i] = q
         chosen += [(q, p.seconds.get(kind)) for q in picked]
     return chosen

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from .. import skeleton as sk
 from .notes import Note
 from .pianist import BodyProportions
-from .scene import ALL_PITCHES, Camera, is_black, key_top_quad
+from .scene import ALL_PITCHES, Camera, is_black, key_top_quad, keyboard_outline
 
 RGB = tuple[int, int, int]
 
@@ -85,8 +85,7 @@ def compute_visibility(joints: np.ndarray, camera: Camera, keypoints: np.ndarray
         inside = np.linalg.norm(uv[:, k] - huv, axis=-1) < hr * 0.9
         vis[inside & (depth[:, k] > hdepth + 0.02), k] = 0.2
     # Behind the keyboard: below the key surface and inside the keyboard's outline.
-    kb = camera.project(np.array([key_top_quad(ALL_PITCHES[0])[0], key_top_quad(ALL_PITCHES[-1])[1],
-                                  key_top_quad(ALL_PITCHES[-1])[2], key_top_quad(ALL_PITCHES[0])[3]]))[0]  # fmt: skip
+    kb = camera.project(keyboard_outline())[0]
     lo, hi = kb[:, 1].min(), kb[:, 1].max()
     below = (joints[..., 2] < -0.005) & (uv[..., 1] > lo) & (uv[..., 1] < hi)
     vis[below] = np.minimum(vis[below], 0.2)
@@ -169,18 +168,14 @@ class PianistRenderer:
         else:
             base = (185, 185, 175) if pressed else (245, 243, 235)
         draw.polygon(self._key_poly(pitch, pressed), fill=base, outline=(70, 70, 70))
-        if not pressed:  # the key's front face
-            q = key_top_quad(pitch)
-            front = np.array([q[0], q[1], q[1] - [0, 0, 0.012], q[0] - [0, 0, 0.012]])
-            uv, _ = self._px(front)
-            draw.polygon([tuple(map(float, p)) for p in uv], fill=_shade(base, 0.8))
 
     def _draw_keyboard(self) -> Image.Image:
         img = Image.new("RGBA", (self.W, self.H), (0, 0, 0, 0))
         draw = ImageDraw.Draw(img)
-        lo, hi = key_top_quad(ALL_PITCHES[0]), key_top_quad(ALL_PITCHES[-1])
-        case = np.array([lo[0] + [-0.05, -0.02, -0.03], hi[1] + [0.05, -0.02, -0.03],
-                         hi[2] + [0.05, 0.08, 0.06], lo[3] + [-0.05, 0.08, 0.06]])  # fmt: skip
+        kb = keyboard_outline()  # front-left, front-right, back-right, back-left
+        case = kb + np.array(
+            [[-0.05, -0.02, -0.03], [0.05, -0.02, -0.03], [0.05, 0.08, 0.06], [-0.05, 0.08, 0.06]]
+        )
         uv, _ = self._px(case)
         draw.polygon([tuple(map(float, p)) for p in uv], fill=self.app.piano + (255,))
         for black in (False, True):
@@ -188,8 +183,9 @@ class PianistRenderer:
                 if is_black(p) == black:
                     self._draw_key(draw, p, False)
         # Back rail over the keys' far ends (nearest the camera).
-        rail = np.array([lo[3] + [-0.05, -0.005, 0.0], hi[2] + [0.05, -0.005, 0.0],
-                         hi[2] + [0.05, 0.05, 0.05], lo[3] + [-0.05, 0.05, 0.05]])  # fmt: skip
+        rail = kb[[3, 2, 2, 3]] + np.array(
+            [[-0.05, -0.005, 0.0], [0.05, -0.005, 0.0], [0.05, 0.05, 0.05], [-0.05, 0.05, 0.05]]
+        )
         uv, _ = self._px(rail)
         draw.polygon([tuple(map(float, p)) for p in uv], fill=_shade(self.app.piano, 1.15) + (255,))
         return img

@@ -73,6 +73,12 @@ def key_top_quad(pitch: int, pressed: bool = False) -> np.ndarray:
 ALL_PITCHES = list(range(PIANO_LOW, PIANO_HIGH + 1))
 
 
+def keyboard_outline() -> np.ndarray:
+    """(4, 3) corners of the whole keyboard's top (front-left, front-right, back-right, back-left)."""
+    lo, hi = key_top_quad(ALL_PITCHES[0]), key_top_quad(ALL_PITCHES[-1])
+    return np.array([lo[0], hi[1], hi[2], lo[3]])
+
+
 @dataclass
 class Camera:
     """A pinhole camera looking at the performer from beyond the piano.
