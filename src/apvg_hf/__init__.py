@@ -6,6 +6,7 @@
 """
 
 from . import skeleton
+from .feature_extraction_apvg import APVGFeatureExtractor
 
 __version__ = "0.1.0"
-__all__ = ["skeleton", "__version__"]
+__all__ = ["APVGFeatureExtractor", "skeleton", "__version__"]

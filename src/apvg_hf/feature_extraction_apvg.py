@@ -1,0 +1,174 @@
+"""APVGFeatureExtractor: a waveform -> log-mel features with exactly one row per video frame.
+
+Row i describes the audio around the middle of video frame i, `(i + 0.5) / fps` seconds, through an
+`n_fft`-sample window: T = ceil(duration * fps) rows for any sampling rate and any fps. Each row depends
+only on the samples in its window, so long audio can be processed in pieces (with `n_fft / 2` samples
+of context on either side) and give the same rows.
+
+>>> import numpy as np
+>>> fe = APVGFeatureExtractor(fps=30)
+>>> out = fe(np.zeros(44100, dtype=np.float32), sampling_rate=44100)  # 1 s at 44.1 kHz
+>>> out["input_features"].shape, out["attention_mask"].shape
+((1, 30, 80), (1, 30))
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import soxr
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+
+class APVGFeatureExtractor(SequenceFeatureExtractor):
+    """Log-mel features aligned to video frames.
+
+    Args:
+        feature_size: number of mel bands.
+        sampling_rate: the rate features are computed at; other rates are resampled (soxr, high quality).
+        fps: video frame rate: one feature row per frame.
+        n_fft: window (and FFT) length in samples at `sampling_rate` (1024 = 64 ms at 16 kHz).
+        f_min, f_max: mel band limits in Hz.
+        padding_value: value of padded rows in a batch (silence is about -1.5 after scaling).
+
+    Input: a 1D waveform, a 2D multichannel one ((N, C) or (C, N), C <= 8, averaged to mono), or a list
+    of them; numpy arrays, lists or torch tensors. Output: `input_features` (B, T, feature_size) and
+    `attention_mask` (B, T) for batches of different lengths.
+    """
+
+    model_input_names = ["input_features", "attention_mask"]
+
+    def __init__(
+        self,
+        feature_size: int = 80,
+        sampling_rate: int = 16000,
+        fps: float = 30.0,
+        n_fft: int = 1024,
+        f_min: float = 30.0,
+        f_max: float = 8000.0,
+        padding_value: float = 0.0,
+        return_attention_mask: bool = True,
+        **kwargs,
+    ):
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        if fps <= 0 or n_fft < 16 or not 0 <= f_min < f_max <= sampling_rate / 2:
+            raise ValueError(
+                f"bad settings: fps={fps}, n_fft={n_fft}, f_min={f_min}, f_max={f_max}, sampling_rate={sampling_rate}"
+            )
+        self.fps = float(fps)
+        self.n_fft = int(n_fft)
+        self.f_min, self.f_max = float(f_min), float(f_max)
+        self.mel_filters = mel_filter_bank(
+            num_frequency_bins=self.n_fft // 2 + 1,
+            num_mel_filters=feature_size,
+            min_frequency=f_min,
+            max_frequency=f_max,
+            sampling_rate=sampling_rate,
+            norm="slaney",
+            mel_scale="slaney",
+            dtype=np.float32,
+        )  # (n_fft // 2 + 1, feature_size)
+        self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
+
+    # -- input checks ---------------------------------------------------------------------------------
+    def to_mono(self, waveform) -> np.ndarray:
+        """Any accepted waveform -> (N,) float32 mono; clear errors for what cannot be audio."""
+        if hasattr(waveform, "detach"):  # torch tensor
+            waveform = waveform.detach().cpu().numpy()
+        x = np.asarray(waveform)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ValueError(f"audio must be numeric, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        if x.ndim == 2:
+            if x.shape[0] <= 8 and x.shape[1] > x.shape[0]:
+                x = x.mean(0)  # (C, N)
+            elif x.shape[1] <= 8 and x.shape[0] > x.shape[1]:
+                x = x.mean(1)  # (N, C)
+            else:
+                raise ValueError(
+                    f"a 2D waveform must be (N, C) or (C, N) with C <= 8 channels, got {x.shape}"
+                )
+        elif x.ndim != 1:
+            raise ValueError(f"a waveform must be 1D (mono) or 2D (multichannel), got shape {x.shape}")
+        if x.size == 0:
+            raise ValueError("the audio is empty (zero samples)")
+        if not np.isfinite(x).all():
+            raise ValueError("the audio contains NaN or infinite samples")
+        return x
+
+    def num_frames(self, num_samples: int, sampling_rate: int, fps: float | None = None) -> int:
+        """T = ceil(duration * fps) (with a tolerance for float rounding)."""
+        return max(1, math.ceil(num_samples / sampling_rate * (fps or self.fps) - 1e-9))
+
+    # -- features -------------------------------------------------------------------------------------
+    def _log_mel(self, x: np.ndarray, num_frames: int, fps: float, block: int = 2048) -> np.ndarray:
+        """(N,) mono at self.sampling_rate -> (num_frames, feature_size), computed in blocks of rows."""
+        half = self.n_fft // 2
+        padded = np.pad(x, (half, half + self.n_fft))
+        out = np.empty((num_frames, self.feature_size), dtype=np.float32)
+        offsets = np.arange(self.n_fft)
+        for b0 in range(0, num_frames, block):
+            rows = np.arange(b0, min(b0 + block, num_frames))
+            centres = np.round((rows + 0.5) * self.sampling_rate / fps).astype(np.int64)
+            centres = np.minimum(centres, len(x))  # (the last frame's middle may fall after the end)
+            frames = padded[centres[:, None] + offsets[None, :]] * self.window  # (R, n_fft)
+            power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2  # (R, n_fft // 2 + 1)
+            mel = power @ self.mel_filters  # (R, feature_size)
+            out[rows] = (np.log10(np.maximum(mel, 1e-10)) + 4.0) / 4.0
+        return out
+
+    def __call__(
+        self,
+        raw_audio,
+        sampling_rate: int | None = None,
+        fps: float | None = None,
+        padding: bool | str = "longest",
+        max_length: int | None = None,
+        truncation: bool = False,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Featurise one waveform or a batch (a list of waveforms) -> BatchFeature."""
+        if sampling_rate is None:
+            logger.warning(
+                f"No sampling_rate given to {self.__class__.__name__}: assuming {self.sampling_rate} Hz. "
+                "Pass sampling_rate= to resample correctly."
+            )
+            sampling_rate = self.sampling_rate
+        if sampling_rate <= 0:
+            raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
+        fps = float(fps or self.fps)
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        batched = isinstance(raw_audio, list | tuple) and len(raw_audio) > 0 and not np.isscalar(raw_audio[0])
+        waves = list(raw_audio) if batched else [raw_audio]
+        features = []
+        for wave in waves:
+            x = self.to_mono(wave)
+            T = self.num_frames(len(x), sampling_rate, fps)
+            if sampling_rate != self.sampling_rate:
+                x = soxr.resample(x, sampling_rate, self.sampling_rate, quality="HQ").astype(np.float32)
+            features.append(self._log_mel(x, T, fps))
+        encoded = BatchFeature({"input_features": features})
+        return self.pad(
+            encoded,
+            padding=padding,
+            max_length=max_length,
+            truncation=truncation,
+            return_attention_mask=self.return_attention_mask
+            if return_attention_mask is None
+            else return_attention_mask,
+            return_tensors=return_tensors or "np",
+        )
