@@ -89,25 +89,23 @@ def compute_visibility(joints: np.ndarray, camera: Camera, keypoints: np.ndarray
     lo, hi = kb[:, 1].min(), kb[:, 1].max()
     below = (joints[..., 2] < -0.005) & (uv[..., 1] > lo) & (uv[..., 1] < hi)
     vis[below] = np.minimum(vis[below], 0.2)
-    # Behind a palm: inside the palm's outline and farther from the camera than the palm.
+
+    # Behind a palm: inside the palm's triangle (wrist, index and little-finger knuckles) and farther
+    # from the camera than the palm.
+    def side(p1, p2, q):  # (T, 1, 2), (T, 1, 2), (T, K, 2) -> (T, K): which side of p1->p2 q lies on
+        return (p2[..., 0] - p1[..., 0]) * (q[..., 1] - p1[..., 1]) - (p2[..., 1] - p1[..., 1]) * (
+            q[..., 0] - p1[..., 0]
+        )
+
     for h in sk.HANDS:
-        idx = sk.HAND_INDICES[h]
-        palm = uv[:, [idx[0], idx[5], idx[17]]]  # wrist, index knuckle, little-finger knuckle
-        palm_depth = depth[:, [idx[0], idx[5], idx[17]]].mean(1)
-        for k in range(sk.NUM_KEYPOINTS):
-            if k in (idx[0], idx[5], idx[17]):
-                continue
-            a, b, c = palm[:, 0], palm[:, 1], palm[:, 2]
-            p = uv[:, k]
-
-            def side(p1, p2, q):
-                return (p2[:, 0] - p1[:, 0]) * (q[:, 1] - p1[:, 1]) - (p2[:, 1] - p1[:, 1]) * (
-                    q[:, 0] - p1[:, 0]
-                )
-
-            s1, s2, s3 = side(a, b, p), side(b, c, p), side(c, a, p)
-            inside = ((s1 > 0) & (s2 > 0) & (s3 > 0)) | ((s1 < 0) & (s2 < 0) & (s3 < 0))
-            vis[inside & (depth[:, k] > palm_depth + 0.015), k] = 0.2
+        corners = [sk.HAND_INDICES[h][i] for i in (0, 5, 17)]
+        a, b, c = (uv[:, [i]] for i in corners)
+        s1, s2, s3 = side(a, b, uv), side(b, c, uv), side(c, a, uv)
+        inside = ((s1 > 0) & (s2 > 0) & (s3 > 0)) | ((s1 < 0) & (s2 < 0) & (s3 < 0))
+        behind = depth > depth[:, corners].mean(1, keepdims=True) + 0.015
+        hidden = inside & behind
+        hidden[:, corners] = False
+        vis[hidden] = 0.2
     out = (uv[..., 0] < 0) | (uv[..., 0] > 1) | (uv[..., 1] < 0) | (uv[..., 1] > 1)
     vis[out] = 0.0
     return vis

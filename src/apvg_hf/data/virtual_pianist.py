@@ -29,7 +29,7 @@ from .music import augment_notes, get_piece, load_piece_notes, sample_augmentati
 from .notes import Note
 from .pianist import PianistConfig, plan_performance, synthesize_motion
 from .render import APPEARANCES, PianistRenderer, compute_visibility
-from .scene import ALL_PITCHES, keyboard_quads, sample_camera
+from .scene import ALL_PITCHES, Camera, keyboard_quads, sample_camera
 
 SPLITS = ("train", "validation", "test")
 
@@ -65,7 +65,7 @@ class Performance:
     joints: np.ndarray  # (T, 56, 3) world
     augmentation: dict
     appearance_id: int
-    camera: object
+    camera: Camera
     duration: float
 
 
