@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # wheel). Elsewhere, keep GBs of CUDA packages out: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test test-slow quality format demo dataset-small clean
+.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp evaluate-khp clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,19 @@ demo: $(VENV)/.installed
 
 dataset-small: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py --preset small --output data/virtual_pianist_small
+
+dataset-medium: $(VENV)/.installed
+	$(PY) scripts/build_dataset.py --preset medium --output data/virtual_pianist_medium
+
+## train-khp: the KHP recipe of the default pipeline (resumes if a checkpoint is there)
+KHP_RECIPE := pipelines/apvg-virtual-pianist/khp.yaml
+train-khp: $(VENV)/.installed
+	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
+		scripts/train_khp.py --config $(KHP_RECIPE) $(if $(wildcard outputs/khp-virtual-pianist/checkpoints),--resume)
+
+evaluate-khp: $(VENV)/.installed
+	$(PY) scripts/evaluate_khp.py --model outputs/khp-virtual-pianist/model --dataset data/virtual_pianist_medium \
+		--split test --output pipelines/apvg-virtual-pianist/khp_results.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -20,19 +20,9 @@ from apvg_hf.data.virtual_pianist import (
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The `tiny` preset, built through the real script with 2 worker processes."""
-    import importlib.util
-    from pathlib import Path
-
-    out = tmp_path_factory.mktemp("ds") / "tiny"
-    spec = importlib.util.spec_from_file_location(
-        "build_dataset", Path(__file__).parents[1] / "scripts" / "build_dataset.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    stats = mod.main(["--preset", "tiny", "--output", str(out), "--num-workers", "2"])
-    return out, stats
+def built(tiny_dataset):
+    """The `tiny` preset, built through the real script with 2 worker processes (see conftest)."""
+    return tiny_dataset
 
 
 def test_build_writes_all_splits_with_stats(built):

@@ -1,12 +1,33 @@
 """apvg-hf: Audio-driven Performance Video Generation (after *Let's Play Music*, ICPR 2020).
 
+Importing the package registers its classes with the transformers Auto classes
+(`AutoConfig`, `AutoModel`, `AutoFeatureExtractor`).
+
 >>> import apvg_hf
->>> apvg_hf.skeleton.NUM_KEYPOINTS
-56
+>>> from transformers import AutoConfig
+>>> type(AutoConfig.for_model("apvg_khp")).__name__
+'KHPConfig'
 """
 
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
 from . import skeleton
+from .configuration_khp import KHPConfig
 from .feature_extraction_apvg import APVGFeatureExtractor
+from .heatmaps import keypoints_to_heatmaps
+from .modeling_khp import KHPModel, KHPOutput
+
+AutoConfig.register(KHPConfig.model_type, KHPConfig, exist_ok=True)
+AutoModel.register(KHPConfig, KHPModel, exist_ok=True)
+AutoFeatureExtractor.register(KHPConfig, APVGFeatureExtractor, exist_ok=True)
 
 __version__ = "0.1.0"
-__all__ = ["APVGFeatureExtractor", "skeleton", "__version__"]
+__all__ = [
+    "APVGFeatureExtractor",
+    "KHPConfig",
+    "KHPModel",
+    "KHPOutput",
+    "keypoints_to_heatmaps",
+    "skeleton",
+    "__version__",
+]

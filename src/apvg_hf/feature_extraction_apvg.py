@@ -108,8 +108,11 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
         return x
 
     def num_frames(self, num_samples: int, sampling_rate: int, fps: float | None = None) -> int:
-        """T = ceil(duration * fps) (with a tolerance for float rounding)."""
-        return max(1, math.ceil(num_samples / sampling_rate * (fps or self.fps) - 1e-9))
+        """T = ceil(duration * fps), with half a sample of tolerance: a waveform whose length was
+        rounded to whole samples (e.g. 167 frames at 30 fps = 89066.67 samples at 16 kHz, stored as
+        89067) still gets 167 rows."""
+        fps = fps or self.fps
+        return max(1, math.ceil((num_samples - 0.5) / sampling_rate * fps - 1e-9))
 
     # -- features -------------------------------------------------------------------------------------
     def _log_mel(self, x: np.ndarray, num_frames: int, fps: float, block: int = 2048) -> np.ndarray:

@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Evaluate a KHP model on held-out pieces, side by side with the baselines.
+
+    python scripts/evaluate_khp.py --model outputs/khp-virtual-pianist/model \
+        --dataset data/virtual_pianist_medium --split test --output pipelines/apvg-virtual-pianist/khp_results.json
+
+Rows: KHP; mean pose; nearest-neighbour audio retrieval; the LSTM of *Audio to Body Dynamics*
+(trained here on the same training split, or loaded with --lstm DIR); and "ground truth", whose
+key-press F1 is the ceiling of the key-press decoder. Writes the JSON, a Markdown table beside it
+(same name, .md) and two plots: wrist/fingertip trajectories of one test clip, and a strip of
+skeleton overlays (ground truth vs KHP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from apvg_hf import APVGFeatureExtractor, KHPModel
+from apvg_hf.data.clips import load_clips
+from apvg_hf.evaluation import (
+    LSTMBaseline,
+    MeanPoseBaseline,
+    NearestNeighbourBaseline,
+    evaluate_predictor,
+    khp_predict,
+)
+
+COLUMNS = [
+    ("body", "mpjpe_px256", "body MPJPE px↓"),
+    ("hands", "mpjpe_px256", "hand MPJPE px↓"),
+    ("body", "pck@0.05", "body PCK@.05↑"),
+    ("hands", "pck@0.05", "hand PCK@.05↑"),
+    ("body", "pck@0.1", "body PCK@.1↑"),
+    ("hands", "pck@0.1", "hand PCK@.1↑"),
+    ("all", "velocity_px256", "velocity err px/frame↓"),
+    ("keypress", "f1", "key-press F1↑"),
+]
+
+
+def markdown_table(rows: dict[str, dict], meta: dict) -> str:
+    head = "| method | " + " | ".join(c[2] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for name, r in rows.items():
+        cells = []
+        for group, key, _ in COLUMNS:
+            v = r[group][key]
+            cells.append(f"{v:.3f}" if key in ("pck@0.05", "pck@0.1", "f1") else f"{v:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"Split `{meta['split']}` of `{meta['dataset']}`: {meta['clips']} clips, {meta['minutes']:.1f} min, "
+        f"pieces: {', '.join(meta['pieces'])}.",
+        "Errors in pixels at 256 × 256 on visible keypoints; PCK thresholds are fractions of the image side. "
+        "Key-press F1: strikes decoded from the keypoints vs the notes, onsets within ±2 frames; the "
+        "ground-truth row is the decoder's ceiling.",
+    ]
+    if "coarse_l1" in rows.get("KHP", {}):
+        notes.append(f"KHP coarse frames (32 × 32): mean L1 {rows['KHP']['coarse_l1']:.4f} (0-1 scale).")
+    return "\n".join(lines + notes) + "\n"
+
+
+def plot_trajectories(path: Path, clip, preds: dict[str, np.ndarray], seconds: float = 8.0) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from apvg_hf.skeleton import FINGERTIPS, INDEX
+
+    fps = clip.meta["fps"]
+    n = min(clip.num_frames, int(seconds * fps))
+    t = np.arange(n) / fps
+    joints = [
+        ("right wrist", INDEX["right_wrist"]),
+        ("right index tip", FINGERTIPS["right"][1]),
+        ("left wrist", INDEX["left_wrist"]),
+        ("left index tip", FINGERTIPS["left"][1]),
+    ]
+    fig, axes = plt.subplots(len(joints), 2, figsize=(12, 2.2 * len(joints)), sharex=True)
+    for r, (name, j) in enumerate(joints):
+        for c, axis in enumerate("xy"):
+            ax = axes[r, c]
+            ax.plot(t, clip.keypoints[:n, j, c] * 256, "k-", lw=2, label="ground truth")
+            for label, kp in preds.items():
+                ax.plot(t, kp[:n, j, c] * 256, lw=1, label=label)
+            ax.set_ylabel(f"{name}\n{axis} (px)")
+    axes[0, 0].legend(fontsize=7, loc="best")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[-1, 1].set_xlabel("time (s)")
+    fig.suptitle(f"{clip.meta['piece_id']} (clip {clip.meta['clip_index']}): trajectories, held-out piece")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def skeleton_strip(path: Path, dataset: str, split: str, clip, pred: np.ndarray, frames: int = 6) -> None:
+    import datasets
+    from PIL import Image
+
+    from apvg_hf.data.virtual_pianist import decode_video
+    from apvg_hf.skeleton import draw_skeleton
+
+    ds = datasets.load_from_disk(str(Path(dataset) / split))
+    row = next(
+        r for r in ds if r["piece_id"] == clip.meta["piece_id"] and r["clip_index"] == clip.meta["clip_index"]
+    )
+    video = decode_video(row)
+    idx = np.linspace(0, clip.num_frames - 1, frames + 2).round().astype(int)[1:-1]
+    top = np.concatenate(
+        [draw_skeleton(video[i], clip.keypoints[i], clip.visibility[i]) for i in idx], axis=1
+    )
+    bottom = np.concatenate([draw_skeleton(video[i], pred[i]) for i in idx], axis=1)
+    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, type=Path, help="a KHP folder (save_pretrained) or Hub id")
+    ap.add_argument("--dataset", required=True, type=Path)
+    ap.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    ap.add_argument("--output", required=True, type=Path, help="results .json (a .md and plots go beside it)")
+    ap.add_argument("--baselines", default="mean,nn,lstm", help="comma list of mean,nn,lstm (or 'none')")
+    ap.add_argument("--lstm", type=Path, help="load a trained LSTM baseline instead of training one")
+    ap.add_argument("--lstm-steps", type=int, default=3000)
+    ap.add_argument("--limit", type=int, help="evaluate only the first N clips")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+    if args.split == "train":
+        print("warning: scoring on the training split is not a held-out evaluation", file=sys.stderr)
+
+    model = KHPModel.from_pretrained(args.model).eval()
+    try:
+        extractor = APVGFeatureExtractor.from_pretrained(args.model)
+    except OSError:
+        extractor = APVGFeatureExtractor()
+    clips = load_clips(args.dataset, args.split, extractor, model.config.coarse_size, args.limit)
+    wanted = [] if args.baselines == "none" else [b.strip() for b in args.baselines.split(",")]
+    unknown = set(wanted) - {"mean", "nn", "lstm"}
+    if unknown:
+        ap.error(f"unknown baselines: {sorted(unknown)}")
+    train = load_clips(args.dataset, "train", extractor, 0) if wanted else []
+
+    rows, timings, preds = {}, {}, {}
+    t = time.time()
+    rows["KHP"] = evaluate_predictor(lambda f: khp_predict(model, f), clips)
+    timings["KHP"] = time.time() - t
+    predictors = {}
+    if "mean" in wanted:
+        predictors["mean pose"] = MeanPoseBaseline().fit(train)
+    if "nn" in wanted:
+        predictors["nearest neighbour"] = NearestNeighbourBaseline().fit(train)
+    if "lstm" in wanted:
+        if args.lstm:
+            predictors["LSTM (Shlizerman et al.)"] = LSTMBaseline.load(args.lstm)
+        else:
+            torch.manual_seed(0)
+            lstm = LSTMBaseline().fit(train, steps=args.lstm_steps)
+            lstm.save(args.output.with_name(args.output.stem + "_lstm_baseline"))
+            predictors["LSTM (Shlizerman et al.)"] = lstm
+    for name, p in predictors.items():
+        t = time.time()
+        rows[name] = evaluate_predictor(p.predict, clips)
+        timings[name] = time.time() - t
+    gt = {id(c.features): c.keypoints for c in clips}
+    rows["ground truth (decoder ceiling)"] = evaluate_predictor(lambda f: gt[id(f)], clips)
+
+    meta = {
+        "model": str(args.model),
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "clips": len(clips),
+        "minutes": sum(c.num_frames / c.meta["fps"] for c in clips) / 60,
+        "pieces": sorted({c.meta["piece_id"] for c in clips}),
+        "eval_seconds": timings,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    md = markdown_table(rows, meta)
+    args.output.with_suffix(".md").write_text(md)
+    print(md)
+    if not args.no_plots and clips:
+        clip = max(clips, key=lambda c: c.num_frames)
+        khp = khp_predict(model, clip.features)["keypoints"]
+        preds = {"KHP": khp} | {
+            n: p.predict(clip.features) for n, p in predictors.items() if n != "mean pose"
+        }
+        plot_trajectories(args.output.with_name(args.output.stem + "_trajectories.png"), clip, preds)
+        skeleton_strip(
+            args.output.with_name(args.output.stem + "_strip.png"), args.dataset, args.split, clip, khp
+        )
+    return {"meta": meta, "results": rows}
+
+
+if __name__ == "__main__":
+    main()

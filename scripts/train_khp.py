@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""Train a KHP model (audio -> keypoints, visibility, coarse frames) with Accelerate.
+
+    accelerate launch scripts/train_khp.py --config pipelines/virtual-pianist/khp.yaml [--key=value ...]
+    # two real processes on CPU (DDP over gloo):
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+        --dynamo_backend no scripts/train_khp.py --config ... --steps=10
+    # resume exactly where the newest checkpoint left off:
+    accelerate launch scripts/train_khp.py --config ... --resume
+
+Batches are a pure function of (seed, step, micro-step, process), and checkpoints hold the model,
+optimizer, scheduler and RNG states, so a resumed run continues bit for bit like an uninterrupted one.
+Writes `<output_dir>/model` (save_pretrained + feature extractor + the resolved config),
+`<output_dir>/checkpoints/step-N`, TensorBoard logs in `<output_dir>/logs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel
+from apvg_hf.data.clips import load_clips
+from apvg_hf.evaluation import evaluate_predictor, khp_predict
+from apvg_hf.training import latest_checkpoint, load_config, parse_overrides, prune_checkpoints
+from apvg_hf.training.config import save_config
+
+
+@dataclass
+class TrainKHPConfig:
+    dataset: str = "data/virtual_pianist_small"  # a folder written by scripts/build_dataset.py
+    output_dir: str = "outputs/khp"
+    model: dict = field(default_factory=dict)  # KHPConfig keyword arguments
+    feature_extractor: dict = field(default_factory=dict)  # APVGFeatureExtractor keyword arguments
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 16  # windows per process per micro-step
+    gradient_accumulation_steps: int = 1
+    window_frames: int = 160  # frames per training window
+    coarse_frames: int = 32  # frames per window whose coarse frame is decoded and scored
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate launch --mixed_precision wins if given)
+    cpu: bool | None = None  # None: on CPU unless CUDA/XPU/MPS is there (several CPU processes need this)
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    eval_clips: int = 16  # validation clips scored at each evaluation (0: all)
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    limit_clips: int | None = None  # use only the first N training clips (quick runs)
+    stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
+
+
+class WindowSampler:
+    """Random training windows; batch (step, micro, rank) depends on nothing else (exact resume)."""
+
+    def __init__(self, clips, window: int, batch_size: int, coarse_frames: int, seed: int):
+        self.clips, self.window, self.batch_size = clips, window, batch_size
+        self.coarse_frames, self.seed = coarse_frames, seed
+        lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+
+    def batch(self, step: int, micro: int, rank: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, micro, rank])
+        W = self.window
+        feats, kps, vis, coarse, mask = [], [], [], [], []
+        for i in rng.choice(len(self.clips), self.batch_size, p=self.p):
+            c = self.clips[i]
+            n = min(W, c.num_frames)
+            s = int(rng.integers(0, c.num_frames - n + 1))
+            pad = ((0, W - n),)
+            feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
+            kps.append(np.pad(c.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
+            vis.append(np.pad(c.visibility[s : s + n], pad + ((0, 0),)))
+            if c.coarse is not None:
+                coarse.append(np.pad(c.coarse[s : s + n], pad + ((0, 0),) * 3))
+            mask.append(np.r_[np.ones(n), np.zeros(W - n)])
+        out = {
+            "input_features": torch.from_numpy(np.stack(feats)).float(),
+            "attention_mask": torch.from_numpy(np.stack(mask)).long(),
+            "target_keypoints": torch.from_numpy(np.stack(kps)).float(),
+            "target_visibility": torch.from_numpy(np.stack(vis)).float(),
+        }
+        if coarse and self.coarse_frames:
+            k = min(self.coarse_frames, W)
+            out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
+            out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
+        return out
+
+
+def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
+    out = {}
+    for group in ("body", "hands"):
+        for k in ("mpjpe_px256", "pck@0.05", "pck@0.1", "velocity_px256"):
+            out[f"{prefix}{group}_{k}"] = result[group][k]
+    out[f"{prefix}keypress_f1"] = result["keypress"]["f1"]
+    if "coarse_l1" in result:
+        out[f"{prefix}coarse_l1"] = result["coarse_l1"]
+    return out
+
+
+def _has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or torch.backends.mps.is_available()
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[TrainKHPConfig, argparse.Namespace]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, help="YAML file of TrainKHPConfig fields")
+    ap.add_argument("--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder")
+    args, rest = ap.parse_known_args(argv)
+    try:
+        cfg = load_config(TrainKHPConfig, args.config, parse_overrides(rest))
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e))
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> Path | None:
+    cfg, args = parse_args(argv)
+    out_dir = Path(cfg.output_dir)
+    accelerator = Accelerator(
+        cpu=cfg.cpu if cfg.cpu is not None else not _has_accelerator(),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(out_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.coarse_frames == 0)],
+    )
+    is_main = accelerator.is_main_process
+    set_seed(cfg.seed)
+
+    # 1. Data: cached arrays (the main process prepares them first, the others read the cache).
+    extractor = APVGFeatureExtractor(**cfg.feature_extractor)
+    model_config = KHPConfig(**cfg.model)
+    with accelerator.main_process_first():
+        train = load_clips(
+            cfg.dataset, "train", extractor, model_config.coarse_size, cfg.limit_clips, progress=is_main
+        )
+        val = load_clips(cfg.dataset, "validation", extractor, model_config.coarse_size, progress=is_main)
+    val = val[: cfg.eval_clips] if cfg.eval_clips else val
+    sampler = WindowSampler(train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed)
+
+    # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
+    model = KHPModel(model_config)
+    model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    # 3. Resume: model, optimizer, scheduler and RNG states, and the step count.
+    start = 0
+    if args.resume:
+        ckpt = latest_checkpoint(out_dir) if args.resume == "latest" else Path(args.resume)
+        if ckpt is None or not (ckpt / "trainer_state.json").exists():
+            raise SystemExit(
+                f"--resume: no complete checkpoint in {out_dir / 'checkpoints'}"
+                if ckpt is None
+                else f"--resume: {ckpt} is not a complete checkpoint"
+            )
+        accelerator.load_state(str(ckpt))
+        start = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        accelerator.print(f"resumed from {ckpt} at step {start}")
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "train_config.yaml")
+    accelerator.init_trackers(
+        "khp",
+        config={
+            k: str(v) if isinstance(v, dict | list | type(None)) else v
+            for k, v in dataclasses.asdict(cfg).items()
+        },
+    )
+
+    def save_checkpoint(step: int) -> None:
+        final = out_dir / "checkpoints" / f"step-{step:06d}"
+        tmp = final.with_name(final.name + ".partial")
+        accelerator.wait_for_everyone()
+        if is_main and tmp.exists():
+            shutil.rmtree(tmp)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))  # every process writes its own RNG state
+        accelerator.wait_for_everyone()
+        if is_main:
+            (tmp / "trainer_state.json").write_text(
+                json.dumps({"step": step, "config": dataclasses.asdict(cfg)})
+            )
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+            prune_checkpoints(out_dir, cfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    def validate(step: int) -> dict:
+        accelerator.wait_for_everyone()
+        metrics = {}
+        if is_main:
+            net = accelerator.unwrap_model(model)
+            result = evaluate_predictor(lambda f: khp_predict(net, f), val)
+            metrics = flat_metrics(result)
+            accelerator.log(metrics, step=step)
+            net.train()
+        accelerator.wait_for_everyone()
+        return metrics
+
+    # 4. Train.
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train KHP", disable=not is_main)
+    t0, running = time.time(), None
+    for step in bar:
+        for micro in range(cfg.gradient_accumulation_steps):
+            batch = {
+                k: v.to(accelerator.device)
+                for k, v in sampler.batch(step, micro, accelerator.process_index).items()
+            }
+            with accelerator.accumulate(model):
+                out = model(**batch)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+        scheduler.step()
+        loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {step}; lower learning_rate or check the data")
+        running = loss if running is None else 0.9 * running + 0.1 * loss
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            terms = accelerator.reduce(out.loss_terms, reduction="mean").tolist()
+            log = {
+                "train/loss": loss,
+                "train/lr": scheduler.get_last_lr()[0],
+                "train/steps_per_s": (done - start) / (time.time() - t0),
+            }
+            log |= {f"train/{n}": v for n, v in zip(KHPModel.loss_names, terms)}
+            accelerator.log(log, step=done)
+            bar.set_postfix(loss=f"{running:.4f}")
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+            m = validate(done)
+            if m:
+                bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
+        stopping = cfg.stop_after is not None and done >= cfg.stop_after and done < cfg.steps
+        if stopping or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
+            save_checkpoint(done)
+        if stopping:
+            bar.close()
+            accelerator.print(f"stopped after step {done} (stop_after); continue with --resume")
+            accelerator.end_training()
+            return None
+
+    # 5. Save the model (main process), its feature extractor and the resolved config.
+    accelerator.wait_for_everyone()
+    model_dir = out_dir / "model"
+    if is_main:
+        net = accelerator.unwrap_model(model)
+        net.save_pretrained(model_dir)
+        extractor.save_pretrained(model_dir)
+        save_config(cfg, model_dir / "train_config.yaml")
+        accelerator.print(f"saved {model_dir}")
+    accelerator.end_training()
+    return model_dir
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,100 @@
+"""KHP (Keypoint and Heatmap Prediction) configuration."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from .skeleton import NUM_KEYPOINTS
+
+
+class KHPConfig(PretrainedConfig):
+    r"""Configuration of a [`KHPModel`]: audio features -> keypoints, visibility and coarse frames.
+
+    The temporal encoder sees a bounded context: each of `num_layers` attention layers looks
+    `attention_window` frames each way, and the two front-end convolutions `conv_kernel_size // 2`
+    frames each, so the model's output at a frame depends on `receptive_field` frames either side
+    and nothing further. That is what lets a pipeline run any length in overlapping chunks and get
+    exactly the single-pass result.
+
+    Args:
+        feature_size: log-mel bins per frame (from `APVGFeatureExtractor`).
+        num_keypoints: keypoints per frame (56: 14 body + 2 × 21 hand).
+        hidden_size, num_layers, num_heads, intermediate_size: the transformer encoder.
+        attention_window: frames each way a layer attends to (30 = 1 s at 30 fps).
+        conv_kernel_size: kernel of the two convolutions in the front end.
+        dropout: dropout in the encoder.
+        coarse_size: side of the coarse frames (32 or 64); 0 disables the coarse-frame head.
+        coarse_channels: channels of the coarse decoder's first (4 × 4) layer, halved per upsampling.
+        heatmap_size, heatmap_sigma: resolution and Gaussian width of the heatmap-space loss.
+        loss_*: weights of the loss terms (coordinates, heatmaps, bone lengths, velocity,
+            visibility, coarse frames); `invisible_weight` scales coordinate terms of hidden keypoints.
+        hand_weight: extra weight on hand keypoints in the coordinate terms.
+
+    >>> from apvg_hf import KHPConfig
+    >>> config = KHPConfig(hidden_size=64, num_layers=2)
+    >>> config.model_type, config.receptive_field
+    ('apvg_khp', 64)
+    """
+
+    model_type = "apvg_khp"
+
+    def __init__(
+        self,
+        feature_size: int = 80,
+        num_keypoints: int = NUM_KEYPOINTS,
+        hidden_size: int = 256,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        intermediate_size: int = 768,
+        attention_window: int = 30,
+        conv_kernel_size: int = 5,
+        dropout: float = 0.1,
+        coarse_size: int = 32,
+        coarse_channels: int = 64,
+        heatmap_size: int = 64,
+        heatmap_sigma: float = 0.03,
+        loss_coordinate: float = 1.0,
+        loss_heatmap: float = 1.0,
+        loss_bone: float = 0.5,
+        loss_velocity: float = 2.0,
+        loss_visibility: float = 0.1,
+        loss_coarse: float = 1.0,
+        invisible_weight: float = 0.5,
+        hand_weight: float = 2.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        if coarse_size not in (0, 16, 32, 64, 128):
+            raise ValueError(f"coarse_size must be 0 (off), 16, 32, 64 or 128, got {coarse_size}")
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+        if attention_window < 1 or conv_kernel_size < 1 or conv_kernel_size % 2 == 0:
+            raise ValueError("attention_window must be >= 1 and conv_kernel_size odd")
+        self.feature_size = feature_size
+        self.num_keypoints = num_keypoints
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.attention_window = attention_window
+        self.conv_kernel_size = conv_kernel_size
+        self.dropout = dropout
+        self.coarse_size = coarse_size
+        self.coarse_channels = coarse_channels
+        self.heatmap_size = heatmap_size
+        self.heatmap_sigma = heatmap_sigma
+        self.loss_coordinate = loss_coordinate
+        self.loss_heatmap = loss_heatmap
+        self.loss_bone = loss_bone
+        self.loss_velocity = loss_velocity
+        self.loss_visibility = loss_visibility
+        self.loss_coarse = loss_coarse
+        self.invisible_weight = invisible_weight
+        self.hand_weight = hand_weight
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of context each way that can influence one output frame."""
+        return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2)

@@ -1,0 +1,143 @@
+"""Clips as training arrays: a virtual-pianist split -> per-clip features, keypoints, visibility,
+coarse frames and what the evaluation needs (notes, key quads), cached on disk.
+
+Decoding every video and featurising every waveform takes minutes for an hour of data, so the
+arrays are stored once per (dataset, split, feature extractor, coarse size) in the cache directory
+(`$APVG_HF_CACHE`, default `~/.cache/apvg_hf`) and memory-mapped afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .virtual_pianist import decode_audio, decode_video
+
+ARRAYS = ("features", "keypoints", "visibility", "coarse")
+
+
+@dataclass
+class Clip:
+    """One clip's aligned arrays (T frames) and its metadata."""
+
+    features: np.ndarray  # (T, F) float32 log-mel
+    keypoints: np.ndarray  # (T, K, 2) float32 in [0, 1]
+    visibility: np.ndarray  # (T, K) float32 0/1
+    coarse: np.ndarray | None  # (T, 3, s, s) uint8
+    meta: dict  # piece_id, fps, notes, keyboard_quads, keyboard_pitches, ...
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.keypoints)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("APVG_HF_CACHE", Path.home() / ".cache" / "apvg_hf"))
+
+
+def _downsample(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, 3, size, size) uint8 by area averaging."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.adaptive_avg_pool2d(x, size) if x.shape[-1] % size == 0 else F.interpolate(x, size, mode="area")
+    return x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _key(dataset_dir: Path, split: str, extractor, coarse_size: int) -> str:
+    info = {
+        "dataset": str(dataset_dir.resolve()),
+        "fingerprint": json.loads((dataset_dir / split / "state.json").read_text()).get("_fingerprint"),
+        "extractor": extractor.to_json_string(),
+        "coarse": coarse_size,
+        "version": 1,
+    }
+    return hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_clips(
+    dataset_dir: str | os.PathLike,
+    split: str,
+    feature_extractor,
+    coarse_size: int = 32,
+    limit: int | None = None,
+    progress: bool = True,
+) -> list[Clip]:
+    """Load (and cache) a split of a dataset written by `scripts/build_dataset.py`.
+
+    >>> # clips = load_clips("data/virtual_pianist_small", "train", APVGFeatureExtractor())
+    """
+    import datasets
+
+    dataset_dir = Path(dataset_dir)
+    if not (dataset_dir / "dataset_dict.json").exists():
+        raise FileNotFoundError(
+            f"{dataset_dir} is not a dataset folder (no dataset_dict.json); build one with scripts/build_dataset.py"
+        )
+    if not (dataset_dir / split).exists():
+        raise ValueError(f"{dataset_dir} has no split {split!r}")
+    target = cache_dir() / "clips" / f"{split}-{_key(dataset_dir, split, feature_extractor, coarse_size)}"
+    if not (target / "index.json").exists():
+        ds = datasets.load_from_disk(str(dataset_dir / split))
+        tmp = target.with_name(target.name + f".partial-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        metas, parts = [], {k: [] for k in ARRAYS}
+        for row in tqdm(ds, desc=f"preparing {split} clips", disable=not progress):
+            audio, sr = decode_audio(row)
+            T = int(row["num_frames"])
+            feats = feature_extractor(audio, sampling_rate=sr, fps=row["fps"])["input_features"][0]
+            if len(feats) != T:
+                raise ValueError(f"{row['piece_id']}: {len(feats)} feature rows for {T} frames")
+            parts["features"].append(feats.astype(np.float32))
+            parts["keypoints"].append(np.asarray(row["keypoints"], dtype=np.float32))
+            parts["visibility"].append(np.asarray(row["visibility"], dtype=np.float32))
+            parts["coarse"].append(
+                _downsample(decode_video(row), coarse_size) if coarse_size else np.zeros((T, 0), np.uint8)
+            )
+            metas.append(
+                {
+                    k: row[k]
+                    for k in (
+                        "piece_id",
+                        "clip_index",
+                        "start_time",
+                        "fps",
+                        "num_frames",
+                        "width",
+                        "height",
+                        "notes",
+                        "keyboard_pitches",
+                        "appearance",
+                        "camera",
+                    )
+                }
+                | {"keyboard_quads": np.asarray(row["keyboard_quads"], dtype=np.float32).tolist()}
+            )
+        for k, v in parts.items():
+            np.save(tmp / f"{k}.npy", np.concatenate(v))
+        (tmp / "index.json").write_text(
+            json.dumps({"lengths": [m["num_frames"] for m in metas], "meta": metas})
+        )
+        tmp.rename(target) if not target.exists() else None
+    index = json.loads((target / "index.json").read_text())
+    arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
+    bounds = np.r_[0, np.cumsum(index["lengths"])]
+    clips = []
+    for i, meta in enumerate(index["meta"][:limit]):
+        a, b = bounds[i], bounds[i + 1]
+        clips.append(
+            Clip(
+                features=np.asarray(arrays["features"][a:b]),
+                keypoints=np.asarray(arrays["keypoints"][a:b]),
+                visibility=np.asarray(arrays["visibility"][a:b]),
+                coarse=np.asarray(arrays["coarse"][a:b]) if coarse_size else None,
+                meta=meta,
+            )
+        )
+    return clips

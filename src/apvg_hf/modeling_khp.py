@@ -1,0 +1,314 @@
+"""KHP: audio features -> per-frame keypoints, visibility and a coarse frame (stage 1 of APVG).
+
+    input_features (B, T, F)
+      -> front end: LayerNorm, Linear, 2 x Conv1d (residual)            (B, T, D)
+      -> N x local-attention transformer layers (±attention_window,
+         relative position bias, so any chunk of a long input gives the same result)
+      -> heads: keypoints (B, T, K, 2) in [0, 1], visibility logits (B, T, K),
+                coarse frames (B, T, 3, h, w) in [0, 1]
+
+The loss (when targets are given) combines masked coordinate L1, a heatmap-space term through the
+differentiable `keypoints_to_heatmaps`, bone-length consistency, velocity, visibility BCE and L1 on
+the coarse frames; the weights live in the config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_khp import KHPConfig
+from .heatmaps import heatmap_distance
+from .skeleton import BONES, HAND_INDICES
+
+_HAND = sorted(i for h in HAND_INDICES.values() for i in h)
+
+
+@dataclass
+class KHPOutput(ModelOutput):
+    """Output of [`KHPModel`].
+
+    Args:
+        loss: total loss (when targets are given).
+        keypoints: (B, T, K, 2) normalised (x, y) in [0, 1].
+        visibility_logits: (B, T, K); sigmoid gives the probability a keypoint is visible.
+        coarse_frames: (B, T, 3, h, w) in [0, 1] (or (B, N, 3, h, w) for `coarse_frame_indices`).
+        last_hidden_state: (B, T, D) encoder output.
+        loss_terms: (6,) the unweighted loss terms, in `KHPModel.loss_names` order.
+    """
+
+    loss: torch.FloatTensor | None = None
+    keypoints: torch.FloatTensor | None = None
+    visibility_logits: torch.FloatTensor | None = None
+    coarse_frames: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    loss_terms: torch.FloatTensor | None = None
+
+
+class KHPLocalAttention(nn.Module):
+    """Multi-head self-attention restricted to ±window frames, with a learned bias per offset."""
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        self.num_heads, self.window = config.num_heads, config.attention_window
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.relative_bias = nn.Parameter(torch.zeros(config.num_heads, 2 * config.attention_window + 1))
+        self.dropout = config.dropout
+
+    def bias(self, T: int, key_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """(B or 1, H, T, T) additive mask: the relative bias inside the band, -inf outside/on padding."""
+        pos = torch.arange(T, device=self.relative_bias.device)
+        offset = pos[None, :] - pos[:, None]  # (T, T) key - query
+        band = offset.abs() <= self.window
+        bias = self.relative_bias[:, (offset.clamp(-self.window, self.window) + self.window)]  # (H, T, T)
+        allowed = band[None, None]  # (1, 1, T, T)
+        if key_mask is not None:  # padded keys are out; a query always sees itself (no empty rows)
+            allowed = allowed & (
+                key_mask[:, None, None, :].bool() | torch.eye(T, dtype=torch.bool, device=pos.device)
+            )
+        return bias[None].to(dtype).masked_fill(~allowed, float("-inf"))
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, d)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
+
+
+class KHPLayer(nn.Module):
+    """Pre-norm transformer layer with local attention."""
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size)
+        self.attn = KHPLocalAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.intermediate_size),
+            nn.GELU(),
+            nn.Linear(config.intermediate_size, config.hidden_size),
+        )
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), attn_bias))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class KHPCoarseDecoder(nn.Module):
+    """Per-frame latent (N, D) -> coarse frame (N, 3, s, s): 4 x 4 seed, then x2 upsampling blocks."""
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        c = config.coarse_channels
+        self.seed = nn.Linear(config.hidden_size, c * 16)
+        blocks = []
+        for _ in range(int(math.log2(config.coarse_size // 4))):
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(c, max(c // 2, 16), 3, padding=1),
+                nn.GroupNorm(8, max(c // 2, 16)),
+                nn.GELU(),
+            ]
+            c = max(c // 2, 16)
+        self.blocks = nn.Sequential(*blocks)
+        self.to_rgb = nn.Conv2d(c, 3, 3, padding=1)
+        self.channels = config.coarse_channels
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = self.seed(latent).view(-1, self.channels, 4, 4)
+        return torch.sigmoid(self.to_rgb(self.blocks(x)))
+
+
+class KHPPreTrainedModel(PreTrainedModel):
+    config_class = KHPConfig
+    base_model_prefix = "khp"
+    main_input_name = "input_features"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, nn.Conv2d | nn.Conv1d):
+            init.kaiming_normal_(module.weight, nonlinearity="relu")
+        elif isinstance(module, KHPLocalAttention):
+            init.zeros_(module.relative_bias)
+
+
+class KHPModel(KHPPreTrainedModel):
+    r"""Keypoint and Heatmap Prediction: log-mel features -> keypoints, visibility, coarse frames.
+
+    >>> import torch
+    >>> from apvg_hf import KHPConfig, KHPModel
+    >>> model = KHPModel(KHPConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+    ...                            coarse_channels=32, coarse_size=16)).eval()
+    >>> out = model(torch.randn(2, 40, 80))  # (B, T, F)
+    >>> tuple(out.keypoints.shape), tuple(out.visibility_logits.shape), tuple(out.coarse_frames.shape)
+    ((2, 40, 56, 2), (2, 40, 56), (2, 40, 3, 16, 16))
+    """
+
+    loss_names = ("coordinate", "heatmap", "bone", "velocity", "visibility", "coarse")
+
+    def __init__(self, config: KHPConfig):
+        super().__init__(config)
+        D, k = config.hidden_size, config.conv_kernel_size
+        self.input_norm = nn.LayerNorm(config.feature_size)
+        self.input_proj = nn.Linear(config.feature_size, D)
+        self.convs = nn.ModuleList([nn.Conv1d(D, D, k, padding=k // 2) for _ in range(2)])
+        self.layers = nn.ModuleList([KHPLayer(config) for _ in range(config.num_layers)])
+        self.final_norm = nn.LayerNorm(D)
+        self.keypoint_head = nn.Linear(D, config.num_keypoints * 2)
+        self.visibility_head = nn.Linear(D, config.num_keypoints)
+        self.coarse_decoder = KHPCoarseDecoder(config) if config.coarse_size else None
+        self.post_init()
+
+    @torch.no_grad()
+    def set_mean_pose(self, mean_keypoints: torch.Tensor) -> None:
+        """Start the keypoint head at a pose (K, 2), e.g. the training set's mean: bias = logit(mean)."""
+        mean = torch.as_tensor(mean_keypoints, dtype=self.keypoint_head.bias.dtype).clamp(1e-3, 1 - 1e-3)
+        self.keypoint_head.bias.copy_(torch.logit(mean).reshape(-1))
+
+    def encode(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, F) -> (B, T, D). Padded frames are zeroed before each convolution, so a padded
+        sequence gives the same values as the sequence alone."""
+        mask = None if attention_mask is None else attention_mask[..., None].to(input_features.dtype)
+        x = self.input_proj(self.input_norm(input_features))  # (B, T, D)
+        for conv in self.convs:
+            h = x if mask is None else x * mask
+            x = x + F.gelu(conv(h.transpose(1, 2)).transpose(1, 2))
+        for layer in self.layers:  # each layer has its own relative-position bias
+            x = layer(x, layer.attn.bias(x.shape[1], attention_mask, x.dtype))
+        return self.final_norm(x)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        target_keypoints: torch.Tensor | None = None,
+        target_visibility: torch.Tensor | None = None,
+        target_coarse_frames: torch.Tensor | None = None,
+        coarse_frame_indices: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> KHPOutput | tuple:
+        r"""
+        Args:
+            input_features: (B, T, F) log-mel features, one row per video frame.
+            attention_mask: (B, T) 1 for real frames, 0 for padding.
+            target_keypoints: (B, T, K, 2) targets in [0, 1]; with them, the loss is computed.
+            target_visibility: (B, T, K) 0/1 targets (all visible when omitted).
+            target_coarse_frames: (B, T, 3, h, w) targets in [0, 1].
+            coarse_frame_indices: (N,) frame indices: decode (and score) coarse frames only there,
+                to save compute in training.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        B, T, _ = input_features.shape
+        h = self.encode(input_features, attention_mask)  # (B, T, D)
+        K = self.config.num_keypoints
+        keypoints = torch.sigmoid(self.keypoint_head(h).view(B, T, K, 2))
+        visibility_logits = self.visibility_head(h)  # (B, T, K)
+        coarse = None
+        if self.coarse_decoder is not None:
+            hc = h if coarse_frame_indices is None else h[:, coarse_frame_indices]
+            s = self.config.coarse_size
+            coarse = self.coarse_decoder(hc.reshape(-1, h.shape[-1])).view(B, hc.shape[1], 3, s, s)
+
+        loss = terms = None
+        if target_keypoints is not None:
+            if target_coarse_frames is not None and coarse_frame_indices is not None:
+                target_coarse_frames = target_coarse_frames[:, coarse_frame_indices]
+            loss, terms = self.compute_loss(
+                keypoints,
+                visibility_logits,
+                coarse,
+                target_keypoints,
+                target_visibility,
+                target_coarse_frames,
+                attention_mask,
+                coarse_frame_indices,
+            )
+        out = KHPOutput(
+            loss=loss,
+            keypoints=keypoints,
+            visibility_logits=visibility_logits,
+            coarse_frames=coarse,
+            last_hidden_state=h,
+            loss_terms=terms,
+        )
+        return out if return_dict else out.to_tuple()
+
+    def compute_loss(
+        self,
+        keypoints: torch.Tensor,
+        visibility_logits: torch.Tensor,
+        coarse: torch.Tensor | None,
+        target_keypoints: torch.Tensor,
+        target_visibility: torch.Tensor | None,
+        target_coarse: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        coarse_frame_indices: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted sum of the six loss terms -> (loss, (6,) unweighted terms)."""
+        c = self.config
+        B, T, K, _ = keypoints.shape
+        tk = target_keypoints.to(keypoints.dtype)
+        frame = (
+            torch.ones(B, T, device=keypoints.device) if attention_mask is None else attention_mask.float()
+        )
+        vis = (
+            torch.ones(B, T, K, device=keypoints.device)
+            if target_visibility is None
+            else target_visibility.float()
+        )
+        joint_w = torch.ones(K, device=keypoints.device)
+        joint_w[_HAND] = c.hand_weight
+        w = frame[..., None] * (vis + (1 - vis) * c.invisible_weight) * joint_w  # (B, T, K)
+
+        def wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return (err * weight).sum() / weight.sum().clamp_min(1e-6)
+
+        coord = wmean((keypoints - tk).abs().sum(-1), w)
+        # Velocity: frame-to-frame motion, where both frames are real.
+        wv = w[:, 1:] * frame[:, :-1, None]
+        velocity = (
+            wmean(((keypoints[:, 1:] - keypoints[:, :-1]) - (tk[:, 1:] - tk[:, :-1])).abs().sum(-1), wv) * 10
+        )
+        # Bone lengths in the image.
+        idx = torch.tensor(BONES, device=keypoints.device)
+        lp = (keypoints[..., idx[:, 0], :] - keypoints[..., idx[:, 1], :]).norm(dim=-1)
+        lt = (tk[..., idx[:, 0], :] - tk[..., idx[:, 1], :]).norm(dim=-1)
+        bone = wmean((lp - lt).abs(), w[..., idx[:, 0]] * w[..., idx[:, 1]])
+        # Heatmap space: ||H(pred) - H(target)||² / (||H(pred)||² + ||H(target)||²) per keypoint map.
+        s = c.heatmap_size
+        heatmap = wmean(heatmap_distance(keypoints, tk, s, s, c.heatmap_sigma), w)
+        visibility = wmean(
+            F.binary_cross_entropy_with_logits(visibility_logits.float(), vis, reduction="none"),
+            frame[..., None].expand_as(vis),
+        )
+        coarse_l1 = keypoints.new_zeros(())
+        if coarse is not None and target_coarse is not None:
+            fm = frame if coarse_frame_indices is None else frame[:, coarse_frame_indices]
+            coarse_l1 = wmean((coarse - target_coarse.to(coarse.dtype)).abs().mean((2, 3, 4)), fm)
+        terms = torch.stack([coord, heatmap, bone, velocity, visibility, coarse_l1])
+        weights = torch.tensor(
+            [
+                c.loss_coordinate,
+                c.loss_heatmap,
+                c.loss_bone,
+                c.loss_velocity,
+                c.loss_visibility,
+                c.loss_coarse,
+            ],
+            device=terms.device,
+            dtype=terms.dtype,
+        )
+        return (terms * weights).sum(), terms.detach()
