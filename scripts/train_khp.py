@@ -36,6 +36,7 @@ from transformers import get_cosine_schedule_with_warmup
 from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel
 from apvg_hf.data.clips import load_clips
 from apvg_hf.evaluation import evaluate_predictor, khp_predict
+from apvg_hf.evaluation.khp import performance_key, reference_for
 from apvg_hf.training import latest_checkpoint, load_config, parse_overrides, prune_checkpoints
 from apvg_hf.training.config import save_config
 
@@ -70,20 +71,37 @@ class TrainKHPConfig:
 class WindowSampler:
     """Random training windows; batch (step, micro, rank) depends on nothing else (exact resume)."""
 
-    def __init__(self, clips, window: int, batch_size: int, coarse_frames: int, seed: int):
+    def __init__(
+        self,
+        clips,
+        window: int,
+        batch_size: int,
+        coarse_frames: int,
+        seed: int,
+        reference_dropout: float = 0.0,
+    ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
-        self.coarse_frames, self.seed = coarse_frames, seed
+        self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            groups.setdefault(performance_key(c), []).append(i)
+        self.performance = [groups[performance_key(c)] for c in clips]  # clip -> clips of its performance
 
     def batch(self, step: int, micro: int, rank: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step, micro, rank])
         W = self.window
-        feats, kps, vis, coarse, mask = [], [], [], [], []
+        feats, kps, vis, coarse, mask, ref_kp, ref_frame = [], [], [], [], [], [], []
         for i in rng.choice(len(self.clips), self.batch_size, p=self.p):
             c = self.clips[i]
             n = min(W, c.num_frames)
             s = int(rng.integers(0, c.num_frames - n + 1))
+            r = self.clips[int(rng.choice(self.performance[i]))]  # reference: any frame of the performance
+            rt = int(rng.integers(0, r.num_frames))
+            ref_kp.append(r.keypoints[rt])
+            if r.coarse is not None:
+                ref_frame.append(r.coarse[rt])
             pad = ((0, W - n),)
             feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
             kps.append(np.pad(c.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
@@ -96,7 +114,11 @@ class WindowSampler:
             "attention_mask": torch.from_numpy(np.stack(mask)).long(),
             "target_keypoints": torch.from_numpy(np.stack(kps)).float(),
             "target_visibility": torch.from_numpy(np.stack(vis)).float(),
+            "reference_keypoints": torch.from_numpy(np.stack(ref_kp)).float(),
+            "reference_mask": torch.from_numpy(rng.random(self.batch_size) >= self.reference_dropout).long(),
         }
+        if ref_frame:
+            out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
         if coarse and self.coarse_frames:
             k = min(self.coarse_frames, W)
             out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
@@ -155,7 +177,9 @@ def main(argv: list[str] | None = None) -> Path | None:
         )
         val = load_clips(cfg.dataset, "validation", extractor, model_config.coarse_size, progress=is_main)
     val = val[: cfg.eval_clips] if cfg.eval_clips else val
-    sampler = WindowSampler(train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed)
+    sampler = WindowSampler(
+        train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed, model_config.reference_dropout
+    )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
     model = KHPModel(model_config)
@@ -218,8 +242,10 @@ def main(argv: list[str] | None = None) -> Path | None:
         metrics = {}
         if is_main:
             net = accelerator.unwrap_model(model)
-            result = evaluate_predictor(lambda f: khp_predict(net, f), val)
+            result = evaluate_predictor(lambda c: khp_predict(net, c.features, *reference_for(c, val)), val)
             metrics = flat_metrics(result)
+            alone = evaluate_predictor(lambda c: khp_predict(net, c.features), val)
+            metrics |= flat_metrics(alone, prefix="val_audio_only/")
             accelerator.log(metrics, step=step)
             net.train()
         accelerator.wait_for_everyone()

@@ -19,6 +19,7 @@ from apvg_hf.evaluation import (
     note_events,
 )
 from apvg_hf.evaluation.keypress import press_points
+from apvg_hf.evaluation.khp import performance_key, reference_for
 from apvg_hf.skeleton import BODY_INDICES, FINGERTIPS, INDEX
 
 
@@ -122,8 +123,18 @@ def test_baselines_fit_predict_and_lstm_round_trip(clips, tmp_path):
     assert kp.shape == (len(feats), 56, 2) and (kp >= 0).all() and (kp <= 1).all()
     lstm.save(tmp_path)
     assert np.array_equal(LSTMBaseline.load(tmp_path).predict(feats), kp)
-    r = evaluate_predictor(MeanPoseBaseline().fit(train).predict, test)
+    mean = MeanPoseBaseline().fit(train)
+    r = evaluate_predictor(lambda c: mean.predict(c.features), test)
     assert set(r) >= {"body", "hands", "all", "keypress"}
-    perfect = {id(c.features): c.keypoints for c in test}
-    r = evaluate_predictor(lambda f: perfect[id(f)], test)
+    r = evaluate_predictor(lambda c: c.keypoints, test)
     assert r["hands"]["pck@0.05"] == 1 and r["body"]["mpjpe"] == 0
+
+
+def test_reference_comes_from_another_clip_of_the_performance(clips):
+    train, _ = clips
+    for clip in train:
+        kp, frame = reference_for(clip, train)
+        assert kp.shape == (56, 2) and frame.shape == (3, 16, 16) and frame.min() >= 0 and frame.max() <= 1
+        same = [c for c in train if performance_key(c) == performance_key(clip) and c is not clip]
+        if same:  # the reference frame is none of the clip's own frames
+            assert not any(np.array_equal(kp, k) for k in clip.keypoints)

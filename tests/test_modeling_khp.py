@@ -174,3 +174,20 @@ def test_config_validation():
         KHPConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="odd"):
         KHPConfig(conv_kernel_size=4)
+
+
+def test_reference_conditioning(model):
+    x = torch.randn(2, 10, 80)
+    ref_kp, ref_fr = torch.rand(2, 56, 2), torch.rand(2, 3, 16, 16)
+    alone = model(x).keypoints
+    with_ref = model(x, reference_keypoints=ref_kp, reference_frames=ref_fr).keypoints
+    assert not torch.allclose(alone, with_ref)
+    # reference_mask=0 is the same as giving no reference; 1 the same as giving it
+    mixed = model(
+        x, reference_keypoints=ref_kp, reference_frames=ref_fr, reference_mask=torch.tensor([0, 1])
+    ).keypoints
+    assert torch.allclose(mixed[0], alone[0], atol=1e-6) and torch.allclose(mixed[1], with_ref[1], atol=1e-6)
+    feats = np.random.default_rng(1).standard_normal((90, 80)).astype(np.float32)
+    a = khp_predict(model, feats, ref_kp[0].numpy(), ref_fr[0].numpy(), chunk=1000)
+    b = khp_predict(model, feats, ref_kp[0].numpy(), ref_fr[0].numpy(), chunk=17)
+    assert np.abs(a["keypoints"] - b["keypoints"]).max() < 1e-5

@@ -128,7 +128,9 @@ def test_evaluate_script_with_baselines(train_script, tiny_dataset, tmp_path):
     result = json.loads(out.read_text())
     rows = result["results"]
     assert set(rows) == {
-        "KHP",
+        "KHP (audio + reference)",
+        "KHP (audio only)",
+        "reference pose",
         "mean pose",
         "nearest neighbour",
         "LSTM (Shlizerman et al.)",
@@ -138,6 +140,6 @@ def test_evaluate_script_with_baselines(train_script, tiny_dataset, tmp_path):
         assert 0 <= r["hands"]["pck@0.05"] <= 1 and 0 <= r["keypress"]["f1"] <= 1, name
     assert rows["ground truth (decoder ceiling)"]["hands"]["mpjpe"] == 0
     assert result["meta"]["split"] == "test" and "bach/bwv846" in result["meta"]["pieces"]
-    assert "| KHP |" in out.with_suffix(".md").read_text()
+    assert "| KHP (audio only) |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "eval" / "results_trajectories.png").stat().st_size > 10_000
     assert (tmp_path / "eval" / "results_strip.png").stat().st_size > 1_000

@@ -29,6 +29,8 @@ class KHPConfig(PretrainedConfig):
         loss_*: weights of the loss terms (coordinates, heatmaps, bone lengths, velocity,
             visibility, coarse frames); `invisible_weight` scales coordinate terms of hidden keypoints.
         hand_weight: extra weight on hand keypoints in the coordinate terms.
+        reference_dropout: in training, the fraction of windows whose reference (keypoints and frame
+            of the performer in the scene) is withheld, so one model works with and without it.
 
     >>> from apvg_hf import KHPConfig
     >>> config = KHPConfig(hidden_size=64, num_layers=2)
@@ -61,6 +63,7 @@ class KHPConfig(PretrainedConfig):
         loss_coarse: float = 1.0,
         invisible_weight: float = 0.5,
         hand_weight: float = 2.0,
+        reference_dropout: float = 0.3,
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -91,6 +94,7 @@ class KHPConfig(PretrainedConfig):
         self.loss_coarse = loss_coarse
         self.invisible_weight = invisible_weight
         self.hand_weight = hand_weight
+        self.reference_dropout = reference_dropout
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
 

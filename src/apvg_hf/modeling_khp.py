@@ -2,6 +2,8 @@
 
     input_features (B, T, F)
       -> front end: LayerNorm, Linear, 2 x Conv1d (residual)            (B, T, D)
+      + optional reference: keypoints (B, K, 2) and a frame (B, 3, s, s) of the performer in the
+        target scene, embedded and added to every frame (a learned "none" embedding otherwise)
       -> N x local-attention transformer layers (±attention_window,
          relative position bias, so any chunk of a long input gives the same result)
       -> heads: keypoints (B, T, K, 2) in [0, 1], visibility logits (B, T, K),
@@ -106,7 +108,11 @@ class KHPLayer(nn.Module):
 
 
 class KHPCoarseDecoder(nn.Module):
-    """Per-frame latent (N, D) -> coarse frame (N, 3, s, s): 4 x 4 seed, then x2 upsampling blocks."""
+    """Per-frame latent (N, D) -> coarse frame (N, 3, s, s): 4 x 4 seed, then x2 upsampling blocks.
+
+    The decoder paints colour and an alpha mask over a base image: the reference frame when one is
+    given (so it only has to redraw what moves: arms, hands, head), else a learned average frame.
+    """
 
     def __init__(self, config: KHPConfig):
         super().__init__()
@@ -122,12 +128,58 @@ class KHPCoarseDecoder(nn.Module):
             ]
             c = max(c // 2, 16)
         self.blocks = nn.Sequential(*blocks)
-        self.to_rgb = nn.Conv2d(c, 3, 3, padding=1)
+        self.to_rgba = nn.Conv2d(c, 4, 3, padding=1)
         self.channels = config.coarse_channels
+        s = config.coarse_size
+        self.null_base = nn.Parameter(torch.zeros(3, s, s))  # logits of the base without a reference
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        x = self.seed(latent).view(-1, self.channels, 4, 4)
-        return torch.sigmoid(self.to_rgb(self.blocks(x)))
+    def forward(self, latent: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """latent (N, D), base (N, 3, s, s) in [0, 1] or None -> (N, 3, s, s) in [0, 1]."""
+        x = self.to_rgba(self.blocks(self.seed(latent).view(-1, self.channels, 4, 4)))
+        rgb, alpha = torch.sigmoid(x[:, :3]), torch.sigmoid(x[:, 3:])
+        if base is None:
+            base = torch.sigmoid(self.null_base).expand_as(rgb)
+        return alpha * rgb + (1 - alpha) * base
+
+
+class KHPReferenceEncoder(nn.Module):
+    """The performer in the target scene -> (B, D): keypoints of one reference frame (camera, body
+    proportions) and, with a coarse head, that frame at coarse size (colours, clothes, background)."""
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        D = config.hidden_size
+        self.keypoints = nn.Sequential(nn.Linear(config.num_keypoints * 2, D), nn.GELU(), nn.Linear(D, D))
+        self.null_keypoints = nn.Parameter(torch.zeros(D))
+        self.frame = None
+        if config.coarse_size:
+            layers, c = [], 3
+            for i in range(int(math.log2(config.coarse_size // 4))):  # down to 4 x 4
+                layers += [nn.Conv2d(c, 16 * 2**i, 3, stride=2, padding=1), nn.GELU()]
+                c = 16 * 2**i
+            self.frame = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * 16, D))
+            self.null_frame = nn.Parameter(torch.zeros(D))
+
+    def forward(
+        self,
+        batch_size: int,
+        reference_keypoints: torch.Tensor | None,
+        reference_frames: torch.Tensor | None,
+        reference_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        def pick(embedding: torch.Tensor | None, null: torch.Tensor) -> torch.Tensor:
+            if embedding is None:
+                return null.expand(batch_size, -1)
+            if reference_mask is None:
+                return embedding
+            return torch.where(reference_mask[:, None].bool(), embedding, null.to(embedding.dtype))
+
+        kp = None if reference_keypoints is None else self.keypoints(reference_keypoints.flatten(1))
+        out = pick(kp, self.null_keypoints)
+        if self.frame is not None:
+            fr = None if reference_frames is None else self.frame(reference_frames)
+            out = out + pick(fr, self.null_frame)
+        return out  # (B, D)
 
 
 class KHPPreTrainedModel(PreTrainedModel):
@@ -141,6 +193,12 @@ class KHPPreTrainedModel(PreTrainedModel):
             init.kaiming_normal_(module.weight, nonlinearity="relu")
         elif isinstance(module, KHPLocalAttention):
             init.zeros_(module.relative_bias)
+        elif isinstance(module, KHPCoarseDecoder):
+            init.zeros_(module.null_base)
+        elif isinstance(module, KHPReferenceEncoder):
+            init.zeros_(module.null_keypoints)
+            if module.frame is not None:
+                init.zeros_(module.null_frame)
 
 
 class KHPModel(KHPPreTrainedModel):
@@ -163,6 +221,7 @@ class KHPModel(KHPPreTrainedModel):
         self.input_norm = nn.LayerNorm(config.feature_size)
         self.input_proj = nn.Linear(config.feature_size, D)
         self.convs = nn.ModuleList([nn.Conv1d(D, D, k, padding=k // 2) for _ in range(2)])
+        self.reference = KHPReferenceEncoder(config)
         self.layers = nn.ModuleList([KHPLayer(config) for _ in range(config.num_layers)])
         self.final_norm = nn.LayerNorm(D)
         self.keypoint_head = nn.Linear(D, config.num_keypoints * 2)
@@ -177,15 +236,23 @@ class KHPModel(KHPPreTrainedModel):
         self.keypoint_head.bias.copy_(torch.logit(mean).reshape(-1))
 
     def encode(
-        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        reference_keypoints: torch.Tensor | None = None,
+        reference_frames: torch.Tensor | None = None,
+        reference_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T, F) -> (B, T, D). Padded frames are zeroed before each convolution, so a padded
-        sequence gives the same values as the sequence alone."""
+        sequence gives the same values as the sequence alone. The reference embedding is added to
+        every frame."""
         mask = None if attention_mask is None else attention_mask[..., None].to(input_features.dtype)
         x = self.input_proj(self.input_norm(input_features))  # (B, T, D)
         for conv in self.convs:
             h = x if mask is None else x * mask
             x = x + F.gelu(conv(h.transpose(1, 2)).transpose(1, 2))
+        ref = self.reference(x.shape[0], reference_keypoints, reference_frames, reference_mask)  # (B, D)
+        x = x + ref[:, None].to(x.dtype)
         for layer in self.layers:  # each layer has its own relative-position bias
             x = layer(x, layer.attn.bias(x.shape[1], attention_mask, x.dtype))
         return self.final_norm(x)
@@ -194,6 +261,9 @@ class KHPModel(KHPPreTrainedModel):
         self,
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        reference_keypoints: torch.Tensor | None = None,
+        reference_frames: torch.Tensor | None = None,
+        reference_mask: torch.Tensor | None = None,
         target_keypoints: torch.Tensor | None = None,
         target_visibility: torch.Tensor | None = None,
         target_coarse_frames: torch.Tensor | None = None,
@@ -204,6 +274,11 @@ class KHPModel(KHPPreTrainedModel):
         Args:
             input_features: (B, T, F) log-mel features, one row per video frame.
             attention_mask: (B, T) 1 for real frames, 0 for padding.
+            reference_keypoints: (B, K, 2) optional keypoints of the performer in the target scene
+                (any one frame): they tell the camera and body proportions the audio cannot.
+            reference_frames: (B, 3, s, s) optional that frame in [0, 1] at `coarse_size`: the
+                colours and look that the coarse frames should have.
+            reference_mask: (B,) 1 to use the references of a sample, 0 to ignore them (as if absent).
             target_keypoints: (B, T, K, 2) targets in [0, 1]; with them, the loss is computed.
             target_visibility: (B, T, K) 0/1 targets (all visible when omitted).
             target_coarse_frames: (B, T, 3, h, w) targets in [0, 1].
@@ -212,7 +287,7 @@ class KHPModel(KHPPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         B, T, _ = input_features.shape
-        h = self.encode(input_features, attention_mask)  # (B, T, D)
+        h = self.encode(input_features, attention_mask, reference_keypoints, reference_frames, reference_mask)
         K = self.config.num_keypoints
         keypoints = torch.sigmoid(self.keypoint_head(h).view(B, T, K, 2))
         visibility_logits = self.visibility_head(h)  # (B, T, K)
@@ -220,7 +295,14 @@ class KHPModel(KHPPreTrainedModel):
         if self.coarse_decoder is not None:
             hc = h if coarse_frame_indices is None else h[:, coarse_frame_indices]
             s = self.config.coarse_size
-            coarse = self.coarse_decoder(hc.reshape(-1, h.shape[-1])).view(B, hc.shape[1], 3, s, s)
+            base = None
+            if reference_frames is not None:  # per sample: the reference, or the learned base if masked
+                base = reference_frames.to(hc.dtype)
+                if reference_mask is not None:
+                    null = torch.sigmoid(self.coarse_decoder.null_base).to(base.dtype)
+                    base = torch.where(reference_mask[:, None, None, None].bool(), base, null)
+                base = base[:, None].expand(B, hc.shape[1], 3, s, s).reshape(-1, 3, s, s)
+            coarse = self.coarse_decoder(hc.reshape(-1, h.shape[-1]), base).view(B, hc.shape[1], 3, s, s)
 
         loss = terms = None
         if target_keypoints is not None:

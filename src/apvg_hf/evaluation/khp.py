@@ -11,22 +11,62 @@ from .keypoints import KeypointMetrics
 from .keypress import decode_key_presses, f1_from_counts, match_events, note_events
 
 
+def performance_key(clip) -> str:
+    """Clips of one performance share the piece, the appearance and the camera."""
+    m = clip.meta
+    return f"{m['piece_id']}|{m['appearance']}|{sorted(m['camera'].items())}"
+
+
+def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None]:
+    """A reference for `clip`: the middle frame of another clip of the same performance (the next
+    one), so nothing of the scored frames leaks in; the clip's first frame if it is the only one.
+
+    Returns keypoints (K, 2) and the coarse frame (3, s, s) in [0, 1] (None without coarse frames).
+    """
+    same = sorted(
+        (c for c in clips if performance_key(c) == performance_key(clip)), key=lambda c: c.meta["clip_index"]
+    )
+    others = [c for c in same if c is not clip]
+    if others:
+        after = [c for c in others if c.meta["clip_index"] > clip.meta["clip_index"]]
+        src = (after or others)[0]
+        t = src.num_frames // 2
+    else:
+        src, t = clip, 0
+    frame = None if src.coarse is None or not src.coarse.size else src.coarse[t].astype(np.float32) / 255
+    return np.asarray(src.keypoints[t], np.float32), frame
+
+
 @torch.no_grad()
-def khp_predict(model, features: np.ndarray, chunk: int = 1800) -> dict[str, np.ndarray]:
+def khp_predict(
+    model,
+    features: np.ndarray,
+    reference_keypoints: np.ndarray | None = None,
+    reference_frame: np.ndarray | None = None,
+    chunk: int = 1800,
+) -> dict[str, np.ndarray]:
     """Whole-clip KHP inference: (T, F) -> keypoints (T, K, 2), visibility (T, K), coarse (T, 3, s, s).
 
     Long inputs run in chunks of `chunk` frames with `model.config.receptive_field` frames of context
-    on each side, which gives the single-pass result at bounded memory.
+    on each side, which gives the single-pass result at bounded memory. `reference_keypoints` (K, 2)
+    and `reference_frame` (3, s, s) describe the performer in the scene (optional).
     """
     model.eval()
     device = next(model.parameters()).device
     x = torch.as_tensor(np.array(features, dtype=np.float32), dtype=torch.float32, device=device)
+    refs = {}
+    if reference_keypoints is not None:
+        refs["reference_keypoints"] = torch.as_tensor(
+            np.array(reference_keypoints, np.float32), device=device
+        )[None]
+    if reference_frame is not None:
+        refs["reference_frames"] = torch.as_tensor(np.array(reference_frame, np.float32), device=device)[None]
     T, ctx = len(x), model.config.receptive_field
     outs = {"keypoints": [], "visibility": [], "coarse": []}
     for a in range(0, T, chunk):
         b = min(a + chunk, T)
         lo, hi = max(0, a - ctx), min(T, b + ctx)
-        o = model(x[None, lo:hi])
+        o = model(x[None, lo:hi], **refs)
         sl = slice(a - lo, a - lo + (b - a))
         outs["keypoints"].append(o.keypoints[0, sl].float().cpu())
         outs["visibility"].append(torch.sigmoid(o.visibility_logits[0, sl]).float().cpu())
@@ -47,7 +87,7 @@ def evaluate_predictor(
     counts = np.zeros(3, dtype=np.int64)
     coarse_err, coarse_n = 0.0, 0
     for clip in clips:
-        out = predict(clip.features)
+        out = predict(clip)
         out = out if isinstance(out, dict) else {"keypoints": out}
         kp = np.asarray(out["keypoints"])
         metrics.update(kp, clip.keypoints, clip.visibility)
