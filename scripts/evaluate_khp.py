@@ -110,7 +110,7 @@ def plot_trajectories(path: Path, clip, preds: dict[str, np.ndarray], seconds: f
 
 def skeleton_strip(path: Path, dataset: str, split: str, clip, pred: np.ndarray, frames: int = 6) -> None:
     import datasets
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from apvg_hf.data.virtual_pianist import decode_video
     from apvg_hf.skeleton import draw_skeleton
@@ -125,7 +125,14 @@ def skeleton_strip(path: Path, dataset: str, split: str, clip, pred: np.ndarray,
         [draw_skeleton(video[i], clip.keypoints[i], clip.visibility[i]) for i in idx], axis=1
     )
     bottom = np.concatenate([draw_skeleton(video[i], pred[i]) for i in idx], axis=1)
-    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)
+    image = Image.fromarray(np.concatenate([top, bottom], axis=0))
+    draw = ImageDraw.Draw(image)
+    fps = clip.meta["fps"]
+    for r, label in enumerate(["ground truth", "KHP (audio + reference)"]):
+        for c, i in enumerate(idx):
+            x, y = c * video.shape[2] + 4, r * video.shape[1] + 4
+            draw.text((x, y), f"{label}  t={i / fps:.1f}s", fill=(0, 0, 0))
+    image.save(path)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -252,6 +253,16 @@ def main(argv: list[str] | None = None) -> Path | None:
         return metrics
 
     # 4. Train.
+    # Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits: --resume goes on.
+    interrupted = {"flag": False}
+
+    def _on_signal(signum, frame):
+        if interrupted["flag"]:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        interrupted["flag"] = True
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
     model.train()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train KHP", disable=not is_main)
     t0, running = time.time(), None
@@ -288,14 +299,22 @@ def main(argv: list[str] | None = None) -> Path | None:
             m = validate(done)
             if m:
                 bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
-        stopping = cfg.stop_after is not None and done >= cfg.stop_after and done < cfg.steps
+        stop_signal = torch.tensor(float(interrupted["flag"]), device=accelerator.device)
+        signalled = accelerator.reduce(stop_signal, reduction="sum").item() > 0 and done < cfg.steps
+        stopping = signalled or (cfg.stop_after is not None and done >= cfg.stop_after and done < cfg.steps)
         if stopping or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
             save_checkpoint(done)
         if stopping:
             bar.close()
-            accelerator.print(f"stopped after step {done} (stop_after); continue with --resume")
+            why = "interrupted" if signalled else "stop_after"
+            accelerator.print(f"stopped after step {done} ({why}); checkpoint saved, continue with --resume")
             accelerator.end_training()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             return None
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
     # 5. Save the model (main process), its feature extractor and the resolved config.
     accelerator.wait_for_everyone()

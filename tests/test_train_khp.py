@@ -143,3 +143,28 @@ def test_evaluate_script_with_baselines(train_script, tiny_dataset, tmp_path):
     assert "| KHP (audio only) |" in out.with_suffix(".md").read_text()
     assert (tmp_path / "eval" / "results_trajectories.png").stat().st_size > 10_000
     assert (tmp_path / "eval" / "results_strip.png").stat().st_size > 1_000
+
+
+def test_interrupt_saves_a_checkpoint_and_resumes(tiny_dataset, tmp_path):
+    """SIGINT mid-run: the step in progress finishes, a checkpoint is written, the process exits 0."""
+    import signal
+    import time
+
+    cmd = [
+        sys.executable, str(ROOT / "scripts" / "train_khp.py"), f"--dataset={tiny_dataset[0]}",
+        f"--output_dir={tmp_path}", *TINY, "--steps=100000", "--eval_every=0", "--checkpoint_every=0",
+    ]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 120
+    while not (tmp_path / "khp").exists() and time.time() < deadline:  # trackers start right before training
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-2000:]
+    assert "interrupted" in out
+    from apvg_hf.training import latest_checkpoint
+
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt is not None and json.loads((ckpt / "trainer_state.json").read_text())["step"] > 0
