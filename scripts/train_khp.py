@@ -133,6 +133,7 @@ def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
         for k in ("mpjpe_px256", "pck@0.05", "pck@0.1", "velocity_px256"):
             out[f"{prefix}{group}_{k}"] = result[group][k]
     out[f"{prefix}keypress_f1"] = result["keypress"]["f1"]
+    out[f"{prefix}note_hit_rate"] = result["keypress"]["note_hit_rate"]
     if "coarse_l1" in result:
         out[f"{prefix}coarse_l1"] = result["coarse_l1"]
     return out

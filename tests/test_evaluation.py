@@ -138,3 +138,13 @@ def test_reference_comes_from_another_clip_of_the_performance(clips):
         same = [c for c in train if performance_key(c) == performance_key(clip) and c is not clip]
         if same:  # the reference frame is none of the clip's own frames
             assert not any(np.array_equal(kp, k) for k in clip.keypoints)
+
+
+def test_note_hits():
+    from apvg_hf.evaluation.keypress import note_hits
+
+    quads = keyboard_quads(Camera())
+    target = press_points(quads, ALL_PITCHES)[ALL_PITCHES.index(64)]
+    kp = np.full((20, 56, 2), 0.01)
+    kp[8, FINGERTIPS["left"][0]] = target  # a thumb over E4 at frame 8 only
+    assert note_hits(kp, quads, ALL_PITCHES, [(64, 10), (64, 11), (65, 8)], tolerance=2) == (1, 3)

@@ -130,3 +130,25 @@ def f1_from_counts(matches: int, n_pred: int, n_ref: int) -> dict[str, float]:
     recall = matches / n_ref if n_ref else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def note_hits(
+    keypoints: np.ndarray,
+    keyboard_quads: np.ndarray,
+    keyboard_pitches: np.ndarray | list[int],
+    events: list[tuple[int, int]],
+    tolerance: int = 2,
+) -> tuple[int, int]:
+    """How many notes have some fingertip over their key within ±`tolerance` frames of the onset.
+
+    A looser, spatial-only check than key-press F1 (no strike needed): (hits, notes).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    tips = [t for h in ("left", "right") for t in FINGERTIPS[h]]
+    T = len(kp)
+    under = key_under_points(kp[:, tips].reshape(-1, 2), keyboard_quads, keyboard_pitches).reshape(T, len(tips))
+    hits = 0
+    for pitch, frame in events:
+        lo, hi = max(0, frame - tolerance), min(T, frame + tolerance + 1)
+        hits += bool((under[lo:hi] == pitch).any())
+    return hits, len(events)

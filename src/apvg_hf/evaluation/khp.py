@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .keypoints import KeypointMetrics
-from .keypress import decode_key_presses, f1_from_counts, match_events, note_events
+from .keypress import decode_key_presses, f1_from_counts, match_events, note_events, note_hits
 
 
 def performance_key(clip) -> str:
@@ -85,6 +85,7 @@ def evaluate_predictor(
     """
     metrics = KeypointMetrics(image_size)
     counts = np.zeros(3, dtype=np.int64)
+    hits = np.zeros(2, dtype=np.int64)
     coarse_err, coarse_n = 0.0, 0
     for clip in clips:
         out = predict(clip)
@@ -92,8 +93,10 @@ def evaluate_predictor(
         kp = np.asarray(out["keypoints"])
         metrics.update(kp, clip.keypoints, clip.visibility)
         meta = clip.meta
-        events = decode_key_presses(kp, np.asarray(meta["keyboard_quads"]), meta["keyboard_pitches"])
-        counts += match_events(events, note_events(meta["notes"], meta["fps"], clip.num_frames), tolerance=2)
+        quads = np.asarray(meta["keyboard_quads"])
+        notes = note_events(meta["notes"], meta["fps"], clip.num_frames)
+        counts += match_events(decode_key_presses(kp, quads, meta["keyboard_pitches"]), notes, tolerance=2)
+        hits += note_hits(kp, quads, meta["keyboard_pitches"], notes, tolerance=2)
         if "coarse" in out and clip.coarse is not None and clip.coarse.size:
             coarse_err += (
                 float(np.abs(out["coarse"] - clip.coarse.astype(np.float32) / 255).mean()) * clip.num_frames
@@ -101,6 +104,7 @@ def evaluate_predictor(
             coarse_n += clip.num_frames
     result = metrics.compute()
     result["keypress"] = f1_from_counts(*counts.tolist())
+    result["keypress"]["note_hit_rate"] = float(hits[0] / max(hits[1], 1))
     result["keypress"]["events"] = {
         "matched": int(counts[0]),
         "predicted": int(counts[1]),
