@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baselines", default="mean,nn,lstm", help="comma list of mean,nn,lstm (or 'none')")
     ap.add_argument("--lstm", type=Path, help="load a trained LSTM baseline instead of training one")
     ap.add_argument("--lstm-steps", type=int, default=3000)
+    ap.add_argument("--save-lstm", type=Path, help="save the LSTM baseline trained here to this folder")
     ap.add_argument("--limit", type=int, help="evaluate only the first N clips")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             torch.manual_seed(0)
             lstm = LSTMBaseline().fit(train, steps=args.lstm_steps)
-            lstm.save(args.output.with_name(args.output.stem + "_lstm_baseline"))
+            if args.save_lstm:
+                lstm.save(args.save_lstm)
             predictors["LSTM (Shlizerman et al.)"] = lstm
     for name, p in predictors.items():
         t = time.time()

@@ -146,7 +146,9 @@ def note_hits(
     kp = np.asarray(keypoints, dtype=np.float64)
     tips = [t for h in ("left", "right") for t in FINGERTIPS[h]]
     T = len(kp)
-    under = key_under_points(kp[:, tips].reshape(-1, 2), keyboard_quads, keyboard_pitches).reshape(T, len(tips))
+    under = key_under_points(kp[:, tips].reshape(-1, 2), keyboard_quads, keyboard_pitches).reshape(
+        T, len(tips)
+    )
     hits = 0
     for pitch, frame in events:
         lo, hi = max(0, frame - tolerance), min(T, frame + tolerance + 1)

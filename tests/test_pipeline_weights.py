@@ -1,0 +1,33 @@
+"""The committed KHP of the default pipeline loads and runs (weights are in git, no download)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from transformers import AutoFeatureExtractor, AutoModel
+
+import apvg_hf  # noqa: F401
+from apvg_hf import APVGFeatureExtractor, KHPModel
+from apvg_hf.evaluation import khp_predict
+
+KHP_DIR = Path(__file__).parents[1] / "pipelines" / "apvg-virtual-pianist" / "khp"
+
+
+def test_committed_khp_loads_and_predicts():
+    model = AutoModel.from_pretrained(KHP_DIR)
+    assert isinstance(model, KHPModel)
+    recipe = yaml.safe_load((KHP_DIR.parent / "khp.yaml").read_text())
+    for key, value in recipe["model"].items():
+        assert getattr(model.config, key) == value, key
+    fe = AutoFeatureExtractor.from_pretrained(KHP_DIR)
+    assert isinstance(fe, APVGFeatureExtractor)
+    t = np.arange(2 * 16000) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * 261.6 * t) * (t % 0.5 < 0.25)  # a repeated C4
+    feats = fe(wave, sampling_rate=16000)["input_features"][0]
+    assert feats.shape == (60, 80)
+    out = khp_predict(model, feats)
+    assert out["keypoints"].shape == (60, 56, 2) and out["coarse"].shape == (60, 3, 32, 32)
+    kp = out["keypoints"]
+    assert np.isfinite(kp).all() and 0.05 < kp.min() and kp.max() < 0.95  # on screen
+    assert torch.isfinite(next(model.parameters())).all()
