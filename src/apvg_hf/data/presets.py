@@ -31,7 +31,7 @@ PRESETS = {
     ),
     # ~20 minutes of music: 10 keyboard excerpts of 70 s and 12 chorale excerpts of 40 s (+ the demo piece).
     "small": Preset(keyboard=10, chorales=12, seconds={"keyboard": 70.0, "chorale": 40.0}),
-    # ~65 minutes: every keyboard piece (first 90 s) and 60 chorale excerpts of 40 s: the KHP recipe's data.
+    # ~63 minutes: every keyboard piece (first 90 s) and 60 chorale excerpts of 40 s: the KHP recipe's data.
     "medium": Preset(keyboard=None, chorales=60, seconds={"keyboard": 90.0, "chorale": 40.0}),
     # ~5.3 hours: every keyboard piece and chorale of the catalogue, whole (`--variants 3` for ~16 h).
     "full": Preset(keyboard=None, chorales=None),
