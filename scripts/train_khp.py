@@ -44,7 +44,8 @@ from apvg_hf.training.config import save_config
 
 @dataclass
 class TrainKHPConfig:
-    dataset: str = "data/virtual_pianist_small"  # a folder written by scripts/build_dataset.py
+    dataset: str | list[str] = "data/virtual_pianist_small"  # folder(s) from scripts/build_dataset.py
+    init_from: str | None = None  # start from a saved KHP (fine-tuning) instead of a fresh one
     output_dir: str = "outputs/khp"
     model: dict = field(default_factory=dict)  # KHPConfig keyword arguments
     feature_extractor: dict = field(default_factory=dict)  # APVGFeatureExtractor keyword arguments
@@ -172,20 +173,28 @@ def main(argv: list[str] | None = None) -> Path | None:
 
     # 1. Data: cached arrays (the main process prepares them first, the others read the cache).
     extractor = APVGFeatureExtractor(**cfg.feature_extractor)
-    model_config = KHPConfig(**cfg.model)
-    with accelerator.main_process_first():
-        train = load_clips(
-            cfg.dataset, "train", extractor, model_config.coarse_size, cfg.limit_clips, progress=is_main
-        )
-        val = load_clips(cfg.dataset, "validation", extractor, model_config.coarse_size, progress=is_main)
+    model_config = KHPConfig.from_pretrained(cfg.init_from) if cfg.init_from else KHPConfig(**cfg.model)
+    datasets_ = [cfg.dataset] if isinstance(cfg.dataset, str) else list(cfg.dataset)
+    with accelerator.main_process_first():  # train on all of them; validate on the first
+        train = [
+            clip
+            for d in datasets_
+            for clip in load_clips(
+                d, "train", extractor, model_config.coarse_size, cfg.limit_clips, progress=is_main
+            )
+        ]
+        val = load_clips(datasets_[0], "validation", extractor, model_config.coarse_size, progress=is_main)
     val = val[: cfg.eval_clips] if cfg.eval_clips else val
     sampler = WindowSampler(
         train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed, model_config.reference_dropout
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
-    model = KHPModel(model_config)
-    model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
+    if cfg.init_from:
+        model = KHPModel.from_pretrained(cfg.init_from)
+    else:
+        model = KHPModel(model_config)
+        model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(

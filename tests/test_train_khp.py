@@ -168,3 +168,16 @@ def test_interrupt_saves_a_checkpoint_and_resumes(tiny_dataset, tmp_path):
 
     ckpt = latest_checkpoint(tmp_path)
     assert ckpt is not None and json.loads((ckpt / "trainer_state.json").read_text())["step"] > 0
+
+
+def test_fine_tune_from_a_saved_model_on_several_datasets(train_script, tiny_dataset, tmp_path):
+    first = run(
+        train_script, tiny_dataset[0], tmp_path / "a", "--steps=1", "--eval_every=0", "--checkpoint_every=0"
+    )
+    d = tiny_dataset[0]
+    tuned = train_script.main(
+        [f"--dataset=[{d}, {d}]", f"--output_dir={tmp_path / 'b'}", f"--init_from={first}", *TINY[6:]]
+        + ["--steps=1", "--eval_every=0", "--checkpoint_every=0", "--learning_rate=0"]
+    )
+    a, b = load_file(first / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the weights it started from, unchanged
