@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, type=Path, help="a KHP folder (save_pretrained) or Hub id")
     ap.add_argument("--dataset", required=True, type=Path)
+    ap.add_argument(
+        "--train-dataset",
+        type=Path,
+        nargs="+",
+        help="dataset folder(s) whose train split fits the baselines (default: --dataset); give the KHP's own",
+    )
     ap.add_argument("--split", default="test", choices=["train", "validation", "test"])
     ap.add_argument("--output", required=True, type=Path, help="results .json (a .md and plots go beside it)")
     ap.add_argument("--baselines", default="mean,nn,lstm", help="comma list of mean,nn,lstm (or 'none')")
@@ -163,7 +169,8 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(wanted) - {"mean", "nn", "lstm"}
     if unknown:
         ap.error(f"unknown baselines: {sorted(unknown)}")
-    train = load_clips(args.dataset, "train", extractor, 0) if wanted else []
+    train_sets = args.train_dataset or [args.dataset]
+    train = [c for d in train_sets for c in load_clips(d, "train", extractor, 0)] if wanted else []
 
     rows, timings, preds = {}, {}, {}
     t = time.time()
@@ -201,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model": str(args.model),
         "dataset": str(args.dataset),
         "split": args.split,
+        "baselines_trained_on": [str(d) for d in train_sets] if wanted else [],
         "clips": len(clips),
         "minutes": sum(c.num_frames / c.meta["fps"] for c in clips) / 60,
         "pieces": sorted({c.meta["piece_id"] for c in clips}),
