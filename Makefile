@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # wheel). Elsewhere, keep GBs of CUDA packages out: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp evaluate-khp clean
+.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,17 @@ train-khp: $(VENV)/.installed
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
 		scripts/train_khp.py --config $(KHP_RECIPE) $(if $(wildcard outputs/khp-virtual-pianist/checkpoints),--resume)
 
+## train-khp-finetune: the second stage, on two performances of the medium pieces (builds the second one first)
+data/virtual_pianist_medium_seed1: | $(VENV)/.installed
+	$(PY) scripts/build_dataset.py --preset medium --seed 1 --output $@
+train-khp-finetune: $(VENV)/.installed data/virtual_pianist_medium_seed1
+	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
+		scripts/train_khp.py --config pipelines/apvg-virtual-pianist/khp_finetune.yaml \
+		$(if $(wildcard outputs/khp-virtual-pianist-finetune/checkpoints),--resume)
+
 evaluate-khp: $(VENV)/.installed
-	$(PY) scripts/evaluate_khp.py --model outputs/khp-virtual-pianist/model --dataset data/virtual_pianist_medium \
+	$(PY) scripts/evaluate_khp.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
+		--train-dataset data/virtual_pianist_medium data/virtual_pianist_medium_seed1 \
 		--split test --output pipelines/apvg-virtual-pianist/khp_results.json
 
 clean:
