@@ -16,6 +16,7 @@ from .configuration_khp import KHPConfig
 from .feature_extraction_apvg import APVGFeatureExtractor
 from .heatmaps import keypoints_to_heatmaps
 from .modeling_khp import KHPModel, KHPOutput
+from .modeling_stu import STUModel, STUOutput
 
 AutoConfig.register(KHPConfig.model_type, KHPConfig, exist_ok=True)
 AutoModel.register(KHPConfig, KHPModel, exist_ok=True)
@@ -27,6 +28,8 @@ __all__ = [
     "KHPConfig",
     "KHPModel",
     "KHPOutput",
+    "STUModel",
+    "STUOutput",
     "keypoints_to_heatmaps",
     "skeleton",
     "__version__",

@@ -1,0 +1,191 @@
+"""STU: Structured Temporal UNet (stage 2 of APVG): heatmaps + coarse frame + reference -> frames.
+
+    per frame t:  [heatmaps_t (K+L maps), coarse_t (upsampled), reference]   (B, C_in, H, W)
+      -> encoder (stride-2 conv blocks)                  skips at H, H/2, ..., H/2^(n-1)
+      -> graph structure module at one encoder level: per-keypoint features pooled with the keypoint
+         heatmaps as weights -> graph convolutions over the skeleton -> scattered back with the same
+         heatmaps and fused into the feature map (intra-frame structure)
+      -> ConvGRU at the bottleneck, state carried from frame t-1 (temporal consistency)
+      -> decoder with skips -> frame_t in [0, 1]
+
+The GRU state is explicit (`forward(..., state) -> STUOutput(frames, state)`), so a pipeline can
+stream any length in chunks and get exactly the one-call result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .skeleton import BONES, NUM_KEYPOINTS, adjacency_matrix
+
+
+@dataclass
+class STUOutput(BaseOutput):
+    """Output of [`STUModel`].
+
+    Args:
+        frames: (B, T, 3, H, W) in [0, 1].
+        state: the ConvGRU state after the last frame, (B, C, h, w); pass it to the next call.
+    """
+
+    frames: torch.Tensor
+    state: torch.Tensor
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+        nn.GroupNorm(min(8, cout), cout),
+        nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.GroupNorm(min(8, cout), cout),
+        nn.SiLU(),
+    )
+
+
+class GraphStructureModule(nn.Module):
+    """Heatmap-weighted pooling -> graph convolutions over the skeleton -> heatmap scatter, fused."""
+
+    def __init__(self, channels: int, hidden: int, layers: int = 2):
+        super().__init__()
+        self.register_buffer("adjacency", torch.from_numpy(adjacency_matrix()), persistent=False)
+        self.inp = nn.Linear(channels, hidden)
+        self.gcn = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(layers)])
+        self.out = nn.Linear(hidden, channels)
+        self.fuse = nn.Conv2d(2 * channels, channels, 1)
+
+    def forward(self, features: torch.Tensor, keypoint_maps: torch.Tensor) -> torch.Tensor:
+        """features (N, C, h, w), keypoint_maps (N, K, h, w) >= 0 -> (N, C, h, w)."""
+        weights = keypoint_maps / keypoint_maps.flatten(2).sum(-1)[..., None, None].clamp_min(1e-6)
+        nodes = torch.einsum("nkhw,nchw->nkc", weights, features)  # (N, K, C) pooled per keypoint
+        x = F.silu(self.inp(nodes))
+        for layer in self.gcn:
+            x = x + F.silu(layer(self.adjacency @ x))  # (N, K, hidden): message passing along bones
+        scattered = torch.einsum("nkhw,nkc->nchw", keypoint_maps, self.out(x))  # back onto the map
+        return features + self.fuse(torch.cat([features, scattered], dim=1))
+
+
+class ConvGRU(nn.Module):
+    """Convolutional GRU cell: h_t = (1 - z) h_{t-1} + z tanh(W [x, r h_{t-1}])."""
+
+    def __init__(self, channels: int, kernel_size: int = 3):
+        super().__init__()
+        self.gates = nn.Conv2d(2 * channels, 2 * channels, kernel_size, padding=kernel_size // 2)
+        self.candidate = nn.Conv2d(2 * channels, channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        z, r = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, dim=1)
+        c = torch.tanh(self.candidate(torch.cat([x, r * h], 1)))
+        return (1 - z) * h + z * c
+
+
+class STUModel(ModelMixin, ConfigMixin):
+    r"""Structured Temporal UNet: keypoint heatmaps, coarse frames and a reference frame -> video frames.
+
+    >>> import torch
+    >>> from apvg_hf.modeling_stu import STUModel
+    >>> stu = STUModel(block_channels=(8, 16, 16), graph_hidden=8).eval()
+    >>> hm = torch.rand(1, 4, 56 + 60, 32, 32)                      # (B, T, K+L, H, W)
+    >>> out = stu(hm, torch.rand(1, 4, 3, 8, 8), torch.rand(1, 3, 32, 32))
+    >>> tuple(out.frames.shape), tuple(out.state.shape)
+    ((1, 4, 3, 32, 32), (1, 16, 8, 8))
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        num_keypoints: int = NUM_KEYPOINTS,
+        num_limbs: int = len(BONES),
+        block_channels: tuple[int, ...] = (32, 64, 128, 256),
+        graph_level: int = 1,
+        graph_hidden: int = 64,
+        graph_layers: int = 2,
+        use_graph: bool = True,
+        use_gru: bool = True,
+        resolution: int = 128,
+    ):
+        super().__init__()
+        cin = num_keypoints + num_limbs + 3 + 3  # heatmaps, coarse frame, reference frame
+        chans = list(block_channels)
+        self.stem = _block(cin, chans[0])
+        self.down = nn.ModuleList([_block(chans[i], chans[i + 1], stride=2) for i in range(len(chans) - 1)])
+        self.graph = (
+            GraphStructureModule(chans[graph_level], graph_hidden, graph_layers) if use_graph else None
+        )
+        self.gru = ConvGRU(chans[-1]) if use_gru else None
+        self.up = nn.ModuleList(
+            [_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(len(chans) - 1))]
+        )
+        self.to_rgb = nn.Conv2d(chans[0], 3, 3, padding=1)
+
+    def initial_state(
+        self, batch_size: int, height: int, width: int, device=None, dtype=None
+    ) -> torch.Tensor:
+        s = 2 ** (len(self.config.block_channels) - 1)
+        c = self.config.block_channels[-1]
+        return torch.zeros(batch_size, c, height // s, width // s, device=device, dtype=dtype)
+
+    def forward(
+        self,
+        heatmaps: torch.Tensor,
+        coarse: torch.Tensor,
+        reference: torch.Tensor,
+        state: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> STUOutput | tuple:
+        r"""
+        Args:
+            heatmaps: (B, T, K + L, H, W) keypoint and limb maps (`keypoints_to_heatmaps`), in [0, 1].
+            coarse: (B, T, 3, h, w) coarse frames in [0, 1] (any size; upsampled to H × W).
+            reference: (B, 3, H, W) one frame of the performer and scene, in [0, 1].
+            state: (B, C, H / 2^n, W / 2^n) GRU state from the previous call (zeros when None).
+        """
+        B, T, _, H, W = heatmaps.shape
+        s = 2 ** (len(self.config.block_channels) - 1)
+        if H % s or W % s:
+            raise ValueError(f"height and width must be multiples of {s}, got {H} x {W}")
+        up = F.interpolate(coarse.flatten(0, 1).float(), size=(H, W), mode="bilinear", align_corners=False)
+        ref = reference[:, None].expand(B, T, *reference.shape[1:]).flatten(0, 1)
+        x = torch.cat(
+            [heatmaps.flatten(0, 1), up.to(heatmaps.dtype), ref.to(heatmaps.dtype)], dim=1
+        )  # (BT, Cin, H, W)
+
+        skips = [self.stem(x)]
+        for i, down in enumerate(self.down):
+            h = skips[-1]
+            if self.graph is not None and i == self.config.graph_level:
+                h = self._structure(h, heatmaps)
+            skips.append(down(h))
+        if self.graph is not None and self.config.graph_level == len(self.down):
+            skips[-1] = self._structure(skips[-1], heatmaps)
+
+        bottom = skips[-1]  # (BT, C, H/s, W/s)
+        if state is None:
+            state = self.initial_state(B, H, W, bottom.device, bottom.dtype)
+        if self.gru is not None:
+            seq = bottom.view(B, T, *bottom.shape[1:])
+            outs = []
+            for t in range(T):  # the temporal module: state carried frame to frame
+                state = self.gru(seq[:, t], state)
+                outs.append(state)
+            bottom = torch.stack(outs, 1).flatten(0, 1)
+
+        y = bottom
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+        frames = torch.sigmoid(self.to_rgb(y)).view(B, T, 3, H, W)
+        if not return_dict:
+            return frames, state
+        return STUOutput(frames=frames, state=state)
+
+    def _structure(self, features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
+        K = self.config.num_keypoints
+        maps = F.adaptive_avg_pool2d(heatmaps.flatten(0, 1)[:, :K].float(), features.shape[-2:])
+        return self.graph(features, maps.to(features.dtype))
