@@ -20,7 +20,7 @@ from apvg_hf.evaluation import (
 )
 from apvg_hf.evaluation.keypress import press_points
 from apvg_hf.evaluation.khp import performance_key, reference_for
-from apvg_hf.skeleton import BODY_INDICES, FINGERTIPS, INDEX
+from apvg_hf.skeleton import BODY_INDICES, FINGERTIPS, HAND_INDICES, INDEX
 
 
 def test_keypoint_metrics_known_values():
@@ -62,10 +62,7 @@ def test_decoder_finds_a_synthetic_strike_and_ignores_a_held_finger():
     target = press_points(quads, ALL_PITCHES)[ALL_PITCHES.index(60)]
     kp = np.full((30, 56, 2), 0.5)
     tip = FINGERTIPS["right"][1]
-    wrist = INDEX["right_wrist"] + 0  # the hand's own wrist point is HAND_INDICES[...][0]
-    from apvg_hf.skeleton import HAND_INDICES
-
-    wrist = HAND_INDICES["right"][0]
+    wrist = HAND_INDICES["right"][0]  # the hand's own wrist point
     kp[:, wrist] = target + [0.0, 0.1]
     kp[:, tip] = target + [0.0, -0.05]  # hovering above the key
     kp[10:14, tip] = target + np.linspace([0, -0.04], [0, -0.01], 4)  # reaching down ...

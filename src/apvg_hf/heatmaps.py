@@ -31,6 +31,16 @@ def _grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, to
     return xs, ys
 
 
+def _profiles(
+    keypoints: torch.Tensor, height: int, width: int, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The separable 1-D Gaussians of each keypoint: (..., K, W) along x and (..., K, H) along y."""
+    xs, ys = _grid(height, width, keypoints)
+    gx = torch.exp(-((xs - keypoints[..., 0:1]) ** 2) / (2 * sigma**2))
+    gy = torch.exp(-((ys - keypoints[..., 1:2]) ** 2) / (2 * sigma**2))
+    return gx, gy
+
+
 def gaussian_heatmaps(
     keypoints: torch.Tensor, height: int, width: int, sigma: float = DEFAULT_SIGMA
 ) -> torch.Tensor:
@@ -38,9 +48,7 @@ def gaussian_heatmaps(
 
     Separable: exp(-(dx² + dy²) / 2σ²) = exp(-dx²/2σ²) · exp(-dy²/2σ²), an outer product.
     """
-    xs, ys = _grid(height, width, keypoints)
-    gx = torch.exp(-((xs - keypoints[..., 0:1]) ** 2) / (2 * sigma**2))  # (..., K, W)
-    gy = torch.exp(-((ys - keypoints[..., 1:2]) ** 2) / (2 * sigma**2))  # (..., K, H)
+    gx, gy = _profiles(keypoints, height, width, sigma)  # (..., K, W), (..., K, H)
     return gy.unsqueeze(-1) * gx.unsqueeze(-2)  # (..., K, H, W)
 
 
@@ -117,15 +125,8 @@ def heatmap_distance(
     O(H + W) per keypoint instead of O(H · W) and can be used on every frame in training.
     """
     width = height if width is None else width
-    xs, ys = _grid(height, width, keypoints)
-
-    def profiles(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gx = torch.exp(-((xs - k[..., 0:1]) ** 2) / (2 * sigma**2))  # (..., K, W)
-        gy = torch.exp(-((ys - k[..., 1:2]) ** 2) / (2 * sigma**2))  # (..., K, H)
-        return gx, gy
-
-    ax, ay = profiles(keypoints)
-    bx, by = profiles(target.to(keypoints.dtype))
+    ax, ay = _profiles(keypoints, height, width, sigma)
+    bx, by = _profiles(target.to(keypoints.dtype), height, width, sigma)
     aa = (ax * ax).sum(-1) * (ay * ay).sum(-1)  # ||A||²
     bb = (bx * bx).sum(-1) * (by * by).sum(-1)
     ab = (ax * bx).sum(-1) * (ay * by).sum(-1)  # <A, B>

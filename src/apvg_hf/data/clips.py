@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,10 @@ def load_clips(
         (tmp / "index.json").write_text(
             json.dumps({"lengths": [m["num_frames"] for m in metas], "meta": metas})
         )
-        tmp.rename(target) if not target.exists() else None
+        if target.exists():  # another process finished first: keep its copy
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
     index = json.loads((target / "index.json").read_text())
     arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
     bounds = np.r_[0, np.cumsum(index["lengths"])]

@@ -128,11 +128,12 @@ class LSTMBaseline(nn.Module):
         self.in_sd.copy_(torch.from_numpy(m.std(0) + 1e-6))
         y = np.concatenate([c.keypoints.reshape(len(c.keypoints), -1) for c in clips]).astype(np.float64)
         mean = y.mean(0)
-        _, s, vt = np.linalg.svd(y[:: max(1, len(y) // 20000)] - mean, full_matrices=False)
+        sample = y[:: max(1, len(y) // 20000)] - mean  # PCA on at most ~20k frames
+        _, _, vt = np.linalg.svd(sample, full_matrices=False)
         C = self.config["n_components"]
         self.pca_mean.copy_(torch.from_numpy(mean).float())
         self.pca_basis.copy_(torch.from_numpy(vt[:C]).float())
-        coef_sd = (y[:: max(1, len(y) // 20000)] - mean) @ vt[:C].T
+        coef_sd = sample @ vt[:C].T
         self.pca_scale.copy_(torch.from_numpy(coef_sd.std(0) + 1e-6).float())
         xs = [self._inputs(c.features) for c in clips]
         ys = []
