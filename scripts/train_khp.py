@@ -16,12 +16,7 @@ Writes `<output_dir>/model` (save_pretrained + feature extractor + the resolved 
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import math
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
@@ -38,8 +32,15 @@ from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel
 from apvg_hf.data.clips import load_clips
 from apvg_hf.evaluation import evaluate_predictor, khp_predict
 from apvg_hf.evaluation.khp import performance_key, reference_for
-from apvg_hf.training import latest_checkpoint, load_config, parse_overrides, prune_checkpoints
 from apvg_hf.training.config import save_config
+from apvg_hf.training.loop import (
+    GracefulStop,
+    init_run,
+    make_accelerator,
+    parse_args,
+    resume_step,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -140,34 +141,10 @@ def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
     return out
 
 
-def _has_accelerator() -> bool:
-    xpu = getattr(torch, "xpu", None)
-    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or torch.backends.mps.is_available()
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[TrainKHPConfig, argparse.Namespace]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, help="YAML file of TrainKHPConfig fields")
-    ap.add_argument("--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder")
-    args, rest = ap.parse_known_args(argv)
-    try:
-        cfg = load_config(TrainKHPConfig, args.config, parse_overrides(rest))
-    except (ValueError, FileNotFoundError) as e:
-        ap.error(str(e))
-    return cfg, args
-
-
 def main(argv: list[str] | None = None) -> Path | None:
-    cfg, args = parse_args(argv)
+    cfg, args = parse_args(TrainKHPConfig, argv, __doc__)
     out_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(
-        cpu=cfg.cpu if cfg.cpu is not None else not _has_accelerator(),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
-        log_with="tensorboard",
-        project_dir=str(out_dir),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.coarse_frames == 0)],
-    )
+    accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=cfg.coarse_frames == 0)
     is_main = accelerator.is_main_process
     set_seed(cfg.seed)
 
@@ -206,47 +183,8 @@ def main(argv: list[str] | None = None) -> Path | None:
     accelerator.register_for_checkpointing(scheduler)
 
     # 3. Resume: model, optimizer, scheduler and RNG states, and the step count.
-    start = 0
-    if args.resume:
-        ckpt = latest_checkpoint(out_dir) if args.resume == "latest" else Path(args.resume)
-        if ckpt is None or not (ckpt / "trainer_state.json").exists():
-            raise SystemExit(
-                f"--resume: no complete checkpoint in {out_dir / 'checkpoints'}"
-                if ckpt is None
-                else f"--resume: {ckpt} is not a complete checkpoint"
-            )
-        accelerator.load_state(str(ckpt))
-        start = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-        accelerator.print(f"resumed from {ckpt} at step {start}")
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "train_config.yaml")
-    accelerator.init_trackers(
-        "khp",
-        config={
-            k: str(v) if isinstance(v, dict | list | type(None)) else v
-            for k, v in dataclasses.asdict(cfg).items()
-        },
-    )
-
-    def save_checkpoint(step: int) -> None:
-        final = out_dir / "checkpoints" / f"step-{step:06d}"
-        tmp = final.with_name(final.name + ".partial")
-        accelerator.wait_for_everyone()
-        if is_main and tmp.exists():
-            shutil.rmtree(tmp)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every process writes its own RNG state
-        accelerator.wait_for_everyone()
-        if is_main:
-            (tmp / "trainer_state.json").write_text(
-                json.dumps({"step": step, "config": dataclasses.asdict(cfg)})
-            )
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            prune_checkpoints(out_dir, cfg.keep_checkpoints)
-        accelerator.wait_for_everyone()
+    start = resume_step(accelerator, out_dir, args.resume)
+    init_run(accelerator, cfg, out_dir, "khp")
 
     def validate(step: int) -> dict:
         accelerator.wait_for_everyone()
@@ -262,69 +200,58 @@ def main(argv: list[str] | None = None) -> Path | None:
         accelerator.wait_for_everyone()
         return metrics
 
-    # 4. Train.
-    # Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits: --resume goes on.
-    interrupted = {"flag": False}
-
-    def _on_signal(signum, frame):
-        if interrupted["flag"]:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        interrupted["flag"] = True
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train KHP", disable=not is_main)
-    t0, running = time.time(), None
-    for step in bar:
-        for micro in range(cfg.gradient_accumulation_steps):
-            batch = {
-                k: v.to(accelerator.device)
-                for k, v in sampler.batch(step, micro, accelerator.process_index).items()
-            }
-            with accelerator.accumulate(model):
-                out = model(**batch)
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-        scheduler.step()
-        loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {step}; lower learning_rate or check the data")
-        running = loss if running is None else 0.9 * running + 0.1 * loss
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            terms = accelerator.reduce(out.loss_terms, reduction="mean").tolist()
-            log = {
-                "train/loss": loss,
-                "train/lr": scheduler.get_last_lr()[0],
-                "train/steps_per_s": (done - start) / (time.time() - t0),
-            }
-            log |= {f"train/{n}": v for n, v in zip(KHPModel.loss_names, terms)}
-            accelerator.log(log, step=done)
-            bar.set_postfix(loss=f"{running:.4f}")
-        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-            m = validate(done)
-            if m:
-                bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
-        stop_signal = torch.tensor(float(interrupted["flag"]), device=accelerator.device)
-        signalled = accelerator.reduce(stop_signal, reduction="sum").item() > 0 and done < cfg.steps
-        stopping = signalled or (cfg.stop_after is not None and done >= cfg.stop_after and done < cfg.steps)
-        if stopping or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
-            save_checkpoint(done)
-        if stopping:
-            bar.close()
-            why = "interrupted" if signalled else "stop_after"
-            accelerator.print(f"stopped after step {done} ({why}); checkpoint saved, continue with --resume")
-            accelerator.end_training()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            return None
-
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+    # 4. Train. Ctrl-C / SIGTERM finishes the current step, checkpoints and exits: --resume goes on.
+    with GracefulStop() as stop:
+        model.train()
+        bar = tqdm(
+            range(start, cfg.steps), initial=start, total=cfg.steps, desc="train KHP", disable=not is_main
+        )
+        t0, running = time.time(), None
+        for step in bar:
+            for micro in range(cfg.gradient_accumulation_steps):
+                batch = {
+                    k: v.to(accelerator.device)
+                    for k, v in sampler.batch(step, micro, accelerator.process_index).items()
+                }
+                with accelerator.accumulate(model):
+                    out = model(**batch)
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+            scheduler.step()
+            loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss} at step {step}; lower learning_rate or check the data"
+                )
+            running = loss if running is None else 0.9 * running + 0.1 * loss
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                terms = accelerator.reduce(out.loss_terms, reduction="mean").tolist()
+                log = {
+                    "train/loss": loss,
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/steps_per_s": (done - start) / (time.time() - t0),
+                }
+                log |= {f"train/{n}": v for n, v in zip(KHPModel.loss_names, terms)}
+                accelerator.log(log, step=done)
+                bar.set_postfix(loss=f"{running:.4f}")
+            if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+                m = validate(done)
+                if m:
+                    bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
+            why = stop.reason(accelerator, done, cfg.steps, cfg.stop_after)
+            if why or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
+                save_checkpoint(accelerator, out_dir, done, cfg, cfg.keep_checkpoints)
+            if why:
+                bar.close()
+                accelerator.print(
+                    f"stopped after step {done} ({why}); checkpoint saved, continue with --resume"
+                )
+                accelerator.end_training()
+                return None
 
     # 5. Save the model (main process), its feature extractor and the resolved config.
     accelerator.wait_for_everyone()

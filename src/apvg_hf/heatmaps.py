@@ -65,12 +65,15 @@ def limb_heatmaps(
     a = keypoints[..., idx[:, 0], :]  # (..., L, 2)
     b = keypoints[..., idx[:, 1], :]
     xs, ys = _grid(height, width, keypoints)
-    p = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)  # (H, W, 2) as (x, y)
-    ab = (b - a)[..., None, None, :]  # (..., L, 1, 1, 2)
-    ap = p - a[..., None, None, :]  # (..., L, H, W, 2)
-    denom = (ab * ab).sum(-1).clamp_min(1e-12)
-    t = ((ap * ab).sum(-1) / denom).clamp(0.0, 1.0)  # (..., L, H, W) position along the bone
-    d2 = ((ap - t.unsqueeze(-1) * ab) ** 2).sum(-1)
+    # Broadcast x along W and y along H instead of building (..., L, H, W, 2) point tensors.
+    abx, aby = (b - a)[..., 0, None, None], (b - a)[..., 1, None, None]  # (..., L, 1, 1)
+    apx, apy = (
+        xs - a[..., 0, None, None],
+        ys[:, None] - a[..., 1, None, None],
+    )  # (..., L, 1, W), (..., L, H, 1)
+    denom = (abx * abx + aby * aby).clamp_min(1e-12)
+    t = ((apx * abx + apy * aby) / denom).clamp(0.0, 1.0)  # (..., L, H, W) position along the bone
+    d2 = (apx - t * abx) ** 2 + (apy - t * aby) ** 2
     return torch.exp(-d2 / (2 * sigma**2))
 
 

@@ -6,7 +6,8 @@
          heatmaps as weights -> graph convolutions over the skeleton -> scattered back with the same
          heatmaps and fused into the feature map (intra-frame structure)
       -> ConvGRU at the bottleneck, state carried from frame t-1 (temporal consistency)
-      -> decoder with skips -> frame_t in [0, 1]
+      -> decoder with skips -> colour + alpha: frame_t = alpha * reference + (1 - alpha) * colour
+         (the scene behind the performer is copied from the reference, not redrawn every frame)
 
 The GRU state is explicit (`forward(..., state) -> STUOutput(frames, state)`), so a pipeline can
 stream any length in chunks and get exactly the one-call result.
@@ -23,6 +24,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from .heatmaps import DEFAULT_LIMB_SIGMA, DEFAULT_SIGMA, keypoints_to_heatmaps
 from .skeleton import BONES, NUM_KEYPOINTS, adjacency_matrix
 
 
@@ -109,7 +111,10 @@ class STUModel(ModelMixin, ConfigMixin):
         graph_layers: int = 2,
         use_graph: bool = True,
         use_gru: bool = True,
+        blend_reference: bool = True,
         resolution: int = 128,
+        heatmap_sigma: float = DEFAULT_SIGMA,
+        limb_sigma: float = DEFAULT_LIMB_SIGMA,
     ):
         super().__init__()
         cin = num_keypoints + num_limbs + 3 + 3  # heatmaps, coarse frame, reference frame
@@ -123,7 +128,20 @@ class STUModel(ModelMixin, ConfigMixin):
         self.up = nn.ModuleList(
             [_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(len(chans) - 1))]
         )
-        self.to_rgb = nn.Conv2d(chans[0], 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(chans[0], 4 if blend_reference else 3, 3, padding=1)
+        if blend_reference:  # start by mostly copying the reference: alpha = sigmoid(2) = 0.88
+            with torch.no_grad():
+                self.to_rgb.bias[3].fill_(2.0)
+
+    def render_heatmaps(
+        self, keypoints: torch.Tensor, visibility: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Keypoints (..., K, 2) in [0, 1] (+ visibility (..., K)) -> this model's input maps
+        (..., K + L, R, R) at its `resolution`, with the Gaussian widths it was trained with."""
+        c = self.config
+        return keypoints_to_heatmaps(
+            keypoints, c.resolution, visibility=visibility, sigma=c.heatmap_sigma, limb_sigma=c.limb_sigma
+        )
 
     def initial_state(
         self, batch_size: int, height: int, width: int, device=None, dtype=None
@@ -180,7 +198,12 @@ class STUModel(ModelMixin, ConfigMixin):
         y = bottom
         for block, skip in zip(self.up, reversed(skips[:-1])):
             y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
-        frames = torch.sigmoid(self.to_rgb(y)).view(B, T, 3, H, W)
+        out = self.to_rgb(y)  # (BT, 3 [+ 1], H, W)
+        frames = torch.sigmoid(out[:, :3])
+        if self.config.blend_reference:
+            alpha = torch.sigmoid(out[:, 3:])
+            frames = alpha * ref.to(frames.dtype) + (1 - alpha) * frames
+        frames = frames.view(B, T, 3, H, W)
         if not return_dict:
             return frames, state
         return STUOutput(frames=frames, state=state)

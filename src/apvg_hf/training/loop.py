@@ -1,0 +1,144 @@
+"""The parts of a training script that every model here shares: the command line, the Accelerator,
+resume, atomic checkpoints, and stopping cleanly on Ctrl-C / SIGTERM.
+
+    cfg, args = parse_args(TrainConfig, argv, __doc__)
+    accelerator = make_accelerator(cfg, out_dir)
+    ...prepare models and optimizers...
+    start = resume_step(accelerator, out_dir, args.resume)
+    with GracefulStop() as stop:
+        for step in range(start, cfg.steps):
+            ...
+            if why := stop.reason(accelerator, step + 1, cfg.steps, cfg.stop_after):
+                save_checkpoint(accelerator, out_dir, step + 1, cfg, cfg.keep_checkpoints)
+                return
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+
+from .checkpoints import latest_checkpoint, prune_checkpoints
+from .config import load_config, parse_overrides, save_config
+
+
+def has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu and xpu.is_available()) or torch.backends.mps.is_available()
+
+
+def parse_args(cls, argv: list[str] | None, doc: str | None) -> tuple:
+    """`--config FILE`, `--resume [latest|DIR]` and `--key=value` overrides of dataclass `cls`."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, help=f"YAML file of {cls.__name__} fields")
+    ap.add_argument("--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder")
+    args, rest = ap.parse_known_args(argv)
+    try:
+        cfg = load_config(cls, args.config, parse_overrides(rest))
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e))
+    return cfg, args
+
+
+def make_accelerator(cfg, out_dir: Path, find_unused_parameters: bool = False) -> Accelerator:
+    """An Accelerator from the config's `cpu`, `gradient_accumulation_steps` and `mixed_precision`.
+
+    On a machine without CUDA/XPU/MPS it is created with `cpu=True`: without it, `accelerate launch
+    --num_processes 2` on CPU silently runs two independent single-process trainings.
+    """
+    return Accelerator(
+        cpu=cfg.cpu if cfg.cpu is not None else not has_accelerator(),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=None if cfg.mixed_precision == "no" else cfg.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(out_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
+    )
+
+
+def init_run(accelerator: Accelerator, cfg, out_dir: Path, name: str) -> None:
+    """Write the resolved config next to the run and start the TensorBoard tracker."""
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "train_config.yaml")
+    flat = {
+        k: str(v) if isinstance(v, dict | list | tuple | type(None)) else v
+        for k, v in dataclasses.asdict(cfg).items()
+    }
+    accelerator.init_trackers(name, config=flat)
+
+
+def resume_step(accelerator: Accelerator, out_dir: Path, resume: str | None) -> int:
+    """Load the newest (or the named) checkpoint into everything prepared; return its step (0: fresh)."""
+    if not resume:
+        return 0
+    ckpt = latest_checkpoint(out_dir) if resume == "latest" else Path(resume)
+    if ckpt is None or not (ckpt / "trainer_state.json").exists():
+        raise SystemExit(
+            f"--resume: no complete checkpoint in {out_dir / 'checkpoints'}"
+            if ckpt is None
+            else f"--resume: {ckpt} is not a complete checkpoint"
+        )
+    accelerator.load_state(str(ckpt))
+    step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    accelerator.print(f"resumed from {ckpt} at step {step}")
+    return step
+
+
+def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, cfg, keep: int) -> Path:
+    """`<out>/checkpoints/step-N`: written to `.partial`, then renamed, so a kill leaves no half."""
+    final = out_dir / "checkpoints" / f"step-{step:06d}"
+    tmp = final.with_name(final.name + ".partial")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))  # every process writes its own RNG state
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": dataclasses.asdict(cfg)}))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        prune_checkpoints(out_dir, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+class GracefulStop:
+    """Ctrl-C (SIGINT) or SIGTERM sets a flag instead of killing the run, so the loop can finish the
+    step and checkpoint; a second Ctrl-C stops at once. Handlers are restored on exit."""
+
+    def __enter__(self) -> GracefulStop:
+        self.flag = False
+        self.previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """True on every process when any process was signalled."""
+        mine = torch.tensor(float(self.flag), device=accelerator.device)
+        return accelerator.reduce(mine, reduction="sum").item() > 0
+
+    def reason(self, accelerator: Accelerator, done: int, total: int, stop_after: int | None) -> str | None:
+        """Why to stop after step `done` before `total`: 'interrupted', 'stop_after', or None."""
+        if done >= total:
+            return None
+        if self.requested(accelerator):
+            return "interrupted"
+        return "stop_after" if stop_after is not None and done >= stop_after else None
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
