@@ -38,7 +38,7 @@ class STUOutput(BaseOutput):
     """
 
     frames: torch.Tensor
-    state: torch.Tensor
+    state: torch.Tensor | None = None  # a default lets it be rebuilt from a dict (accelerate's fp32 outputs)
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -198,11 +198,11 @@ class STUModel(ModelMixin, ConfigMixin):
         y = bottom
         for block, skip in zip(self.up, reversed(skips[:-1])):
             y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
-        out = self.to_rgb(y)  # (BT, 3 [+ 1], H, W)
+        out = self.to_rgb(y).float()  # (BT, 3 [+ 1], H, W); composited in float32 under autocast too
         frames = torch.sigmoid(out[:, :3])
         if self.config.blend_reference:
             alpha = torch.sigmoid(out[:, 3:])
-            frames = alpha * ref.to(frames.dtype) + (1 - alpha) * frames
+            frames = alpha * ref.float() + (1 - alpha) * frames
         frames = frames.view(B, T, 3, H, W)
         if not return_dict:
             return frames, state

@@ -17,22 +17,27 @@ def performance_key(clip) -> str:
     return f"{m['piece_id']}|{m['appearance']}|{sorted(m['camera'].items())}"
 
 
-def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None]:
-    """A reference for `clip`: the middle frame of another clip of the same performance (the next
-    one), so nothing of the scored frames leaks in; the clip's first frame if it is the only one.
-
-    Returns keypoints (K, 2) and the coarse frame (3, s, s) in [0, 1] (None without coarse frames).
-    """
+def reference_source(clip, clips) -> tuple[int, int]:
+    """Where `clip`'s reference frame comes from, as (index into `clips`, frame): the middle frame of
+    another clip of the same performance (the next one), so nothing of the scored frames leaks in;
+    the clip's own first frame if it is the only one."""
     same = sorted(
-        (c for c in clips if performance_key(c) == performance_key(clip)), key=lambda c: c.meta["clip_index"]
+        (i for i, c in enumerate(clips) if performance_key(c) == performance_key(clip)),
+        key=lambda i: clips[i].meta["clip_index"],
     )
-    others = [c for c in same if c is not clip]
-    if others:
-        after = [c for c in others if c.meta["clip_index"] > clip.meta["clip_index"]]
-        src = (after or others)[0]
-        t = src.num_frames // 2
-    else:
-        src, t = clip, 0
+    others = [i for i in same if clips[i] is not clip]
+    if not others:
+        return next(i for i, c in enumerate(clips) if c is clip), 0
+    after = [i for i in others if clips[i].meta["clip_index"] > clip.meta["clip_index"]]
+    src = (after or others)[0]
+    return src, clips[src].num_frames // 2
+
+
+def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None]:
+    """A reference for `clip` (see `reference_source`): keypoints (K, 2) and the coarse frame
+    (3, s, s) in [0, 1] (None without coarse frames)."""
+    i, t = reference_source(clip, clips)
+    src = clips[i]
     frame = None if src.coarse is None or not src.coarse.size else src.coarse[t].astype(np.float32) / 255
     return np.asarray(src.keypoints[t], np.float32), frame
 

@@ -1,0 +1,205 @@
+"""scripts/train_stu.py: a 2-step CPU run, exact resume (with the discriminator on), two real processes,
+clear errors; scripts/evaluate_stu.py on the result; the frames cache and the frame metrics."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from apvg_hf import APVGFeatureExtractor, STUModel
+from apvg_hf.data.clips import load_clips, load_frames
+from apvg_hf.evaluation.frames import FrameMetrics, hand_boxes, stu_render
+from apvg_hf.training.stu_objective import PatchDiscriminator, discriminator_input, reconstruction_losses
+from conftest import ROOT, load_script
+
+TINY = [
+    "--model.resolution=64",
+    "--model.block_channels=[8,16,16]",
+    "--model.graph_hidden=8",
+    "--discriminator.channels=8",
+    "--batch_size=2",
+    "--window_frames=3",
+    "--burn_in_frames=1",
+    "--coarse_size=16",
+    "--eval_clips=1",
+    "--eval_frames=8",
+    "--log_every=1",
+    "--warmup_steps=1",
+    "--adversarial_start=0",
+    "--num_workers=0",
+]
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    return load_script("train_stu")
+
+
+def run(train_script, dataset, out, *extra):
+    return train_script.main([f"--dataset={dataset}", f"--output_dir={out}", *TINY, *extra])
+
+
+def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_path):
+    model_dir = run(
+        train_script,
+        tiny_dataset[0],
+        tmp_path,
+        "--steps=2",
+        "--eval_every=2",
+        "--checkpoint_every=2",
+        "--num_workers=1",  # heatmaps rendered in a DataLoader worker
+    )
+    model = STUModel.from_pretrained(model_dir)
+    assert model.config.resolution == 64 and list(model.config.block_channels) == [8, 16, 16]
+    assert (model_dir / "train_config.yaml").exists()
+    ckpt = tmp_path / "checkpoints" / "step-000002"
+    assert (ckpt / "trainer_state.json").exists() and (
+        ckpt / "model_1.safetensors"
+    ).exists()  # + discriminator
+    events = list((tmp_path / "stu").glob("events.out.tfevents.*"))
+    assert events and b"val/ground_truth_vs_generated" in events[0].read_bytes()  # the validation image
+
+
+def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
+    """4 steps straight == 2 steps, stop, resume for 2 more: bit-identical generator weights."""
+    common = ["--steps=4", "--eval_every=0", "--checkpoint_every=0"]
+    straight = run(train_script, tiny_dataset[0], tmp_path / "a", *common)
+    assert run(train_script, tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
+    resumed = train_script.main(
+        [f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'b'}", *TINY, *common, "--resume"]
+    )
+    a = load_file(straight / "diffusion_pytorch_model.safetensors")
+    b = load_file(resumed / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    mid = load_file(tmp_path / "b" / "checkpoints" / "step-000002" / "model.safetensors")
+    assert any(not torch.equal(a[k], mid[k]) for k in a)  # and the resumed steps did train
+
+
+def test_two_real_processes(tiny_dataset, tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "scripts" / "train_stu.py"),
+        f"--dataset={tiny_dataset[0]}",
+        f"--output_dir={tmp_path}",
+        *TINY,
+        "--steps=2",
+        "--eval_every=2",
+        "--checkpoint_every=2",
+    ]
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tmp_path / "checkpoints" / "step-000002"
+    assert (ckpt / "random_states_0.pkl").exists() and (ckpt / "random_states_1.pkl").exists()
+    assert proc.stdout.count("saved ") == 1
+    STUModel.from_pretrained(tmp_path / "model")
+
+
+def test_clear_errors(train_script, tiny_dataset, tmp_path):
+    with pytest.raises(SystemExit):
+        train_script.main([f"--output_dir={tmp_path}", "--no_such_key=1"])
+    with pytest.raises(FileNotFoundError, match="build_dataset"):
+        run(train_script, tmp_path / "missing", tmp_path, "--steps=1")
+    with pytest.raises(ValueError, match="frames a window needs"):
+        run(train_script, tiny_dataset[0], tmp_path / "long", "--steps=1", "--window_frames=100000")
+    with pytest.raises(SystemExit, match="no complete checkpoint"):
+        run(train_script, tiny_dataset[0], tmp_path / "fresh", "--steps=1", "--resume")
+
+
+def test_evaluate_script_with_ablations(train_script, tiny_dataset, tmp_path):
+    common = ["--steps=1", "--eval_every=0", "--checkpoint_every=0"]
+    full = run(train_script, tiny_dataset[0], tmp_path / "full", *common)
+    plain = run(train_script, tiny_dataset[0], tmp_path / "plain", *common, "--model.use_graph=false")
+    out = tmp_path / "eval" / "results.json"
+    load_script("evaluate_stu").main(
+        ["--model", str(full), "--compare", f"no graph={plain}", "--dataset", str(tiny_dataset[0])]
+        + ["--output", str(out), "--max-frames", "10"]
+    )
+    rows = json.loads(out.read_text())["results"]
+    assert set(rows) == {
+        "STU (graph + ConvGRU)",
+        "no graph",
+        "reference frame (copied)",
+        "coarse frame (upsampled)",
+    }
+    for name, r in rows.items():
+        assert 0 < r["psnr"] < 100 and 0 < r["ssim"] <= 1 and r["flicker"] >= 0, name
+    assert "| no graph |" in out.with_suffix(".md").read_text()
+    assert (tmp_path / "eval" / "results_grid.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match="NAME=DIR"):
+        load_script("evaluate_stu").main(
+            ["--model", str(full), "--compare", "nameless", "--dataset", str(tiny_dataset[0])]
+            + ["--output", str(out)]
+        )
+
+
+def test_load_frames_matches_clips(tiny_dataset):
+    clips = load_clips(tiny_dataset[0], "validation", APVGFeatureExtractor(), 16, progress=False)
+    frames = load_frames(tiny_dataset[0], "validation", 32, progress=False)
+    assert [len(f) for f in frames] == [c.num_frames for c in clips]
+    assert frames[0].dtype == np.uint8 and frames[0].shape[1:] == (3, 32, 32)
+    # the 16x16 coarse frames are the 32x32 frames averaged 2x2 (both area-downsampled from 64x64)
+    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(np.array(frames[0])).float(), 2)
+    assert (pooled - torch.from_numpy(clips[0].coarse).float()).abs().max() <= 1.0
+    again = load_frames(tiny_dataset[0], "validation", 32, progress=False)  # from the cache
+    assert np.array_equal(again[0], frames[0])
+
+
+def test_frame_metrics_values():
+    y = torch.rand(5, 3, 16, 16) * 0.8
+    m = FrameMetrics()
+    m.update(y + 0.1, y)  # a constant offset: MSE 0.01 -> 20 dB, and no flicker at all
+    r = m.compute()
+    assert abs(r["psnr"] - 20.0) < 1e-3 and r["flicker"] < 1e-4 and r["frames"] == 5
+    m = FrameMetrics()
+    m.update(y[torch.tensor([0, 2, 1, 4, 3])], y)  # same frames, shuffled in time: flicker
+    assert m.compute()["flicker"] > 1.0
+
+
+def test_hand_boxes_stay_inside_the_frame():
+    kp = np.full((2, 56, 2), 0.99, np.float32)
+    vis = np.ones((2, 56), np.float32)
+    vis[1] = 0
+    boxes = hand_boxes(kp, vis, 64)
+    assert len(boxes[0]) == 2 and boxes[1] == []
+    for y0, x0, s in boxes[0]:
+        assert y0 >= 0 and y0 + s <= 64 and x0 >= 0 and x0 + s <= 64
+
+
+def test_stu_render_chunks_equal_one_call():
+    torch.manual_seed(0)
+    model = STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=32)
+    kp = np.random.default_rng(0).random((9, 56, 2)).astype(np.float32)
+    coarse = np.random.default_rng(1).integers(0, 255, (9, 3, 8, 8), dtype=np.uint8)
+    ref = np.random.default_rng(2).integers(0, 255, (3, 32, 32), dtype=np.uint8)
+    whole = stu_render(model, kp, None, coarse, ref, chunk=100)
+    parts = stu_render(model, kp, None, coarse, ref, chunk=2)
+    assert whole.shape == (9, 3, 32, 32) and (whole - parts).abs().max() <= 1e-5
+
+
+def test_objective_pieces():
+    d = PatchDiscriminator(frames=2, channels=4, layers=2)
+    frames, poses = torch.rand(2, 4, 3, 32, 32), torch.rand(2, 4, 2, 32, 32)
+    x = discriminator_input(frames, poses, 2)  # each frame with the one before it: 3 per window
+    assert x.shape == (6, 8, 32, 32) and d(x).shape == (6, 1, 8, 8)
+    assert torch.equal(x[0, :3], frames[0, 0]) and torch.equal(x[0, 3:6], frames[0, 1])
+    terms = reconstruction_losses(frames, frames)
+    assert all(float(v) < 1e-6 for v in terms.values())
