@@ -203,3 +203,20 @@ def test_objective_pieces():
     assert torch.equal(x[0, :3], frames[0, 0]) and torch.equal(x[0, 3:6], frames[0, 1])
     terms = reconstruction_losses(frames, frames)
     assert all(float(v) < 1e-6 for v in terms.values())
+
+
+def test_benchmark_script_writes_results(tmp_path):
+    STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=32).save_pretrained(tmp_path / "stu")
+    out = tmp_path / "bench.json"
+    load_script("benchmark").main(
+        ["stu", "--model", str(tmp_path / "stu"), "--resolutions", "32", "64", "--chunk", "2"]
+        + ["--repeats", "1", "--output", str(out)]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["resolution"], r["precision"]) for r in rows] == [
+        (32, "fp32"),
+        (32, "bf16"),
+        (64, "fp32"),
+        (64, "bf16"),
+    ]
+    assert all(r["fps"] > 0 for r in rows) and "| 64 | bf16 |" in out.with_suffix(".md").read_text()
