@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Training curves from a run's TensorBoard log: a PNG and a Markdown table of the validation metrics.
+"""Training curves from TensorBoard logs: a PNG and a Markdown table of the validation metrics.
 
 python scripts/plot_training.py --run outputs/khp-virtual-pianist --output pipelines/apvg-virtual-pianist/khp_training
+python scripts/plot_training.py --run outputs/stu-full outputs/stu-no-graph --output stu_training   # overlaid
+
+The panels follow the run: KHP runs (keypoint metrics) or STU runs (PSNR, SSIM, flicker).
 """
 
 from __future__ import annotations
@@ -27,35 +30,32 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, type=Path, help="the training output_dir")
+    ap.add_argument("--run", required=True, type=Path, nargs="+", help="training output_dir(s)")
     ap.add_argument("--output", required=True, type=Path, help="path stem: writes STEM.png and STEM.md")
     args = ap.parse_args(argv)
-    scalars = read_scalars(args.run)
+    runs = {run.name: read_scalars(run) for run in args.run}
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("train/loss", "training loss"),
-        ("hands_mpjpe_px256", "hand error (px at 256)"),
-        ("body_mpjpe_px256", "body error (px at 256)"),
-        ("hands_pck@0.05", "hand PCK@0.05"),
-        (("keypress_f1", "note_hit_rate"), "key-press F1, note hit rate"),
-        ("coarse_l1", "coarse-frame L1"),
-    ]
+    stu = any("val/psnr" in scalars for scalars in runs.values())
+    panels = STU_PANELS if stu else KHP_PANELS
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     for ax, (keys, title) in zip(axes.flat, panels):
         keys = (keys,) if isinstance(keys, str) else keys
-        for tag, points in sorted(scalars.items()):
-            key = next(
-                (k for k in keys if tag == k or (not k.startswith("train/") and tag.endswith("/" + k))), None
-            )
-            if key is not None:
-                steps, values = zip(*points)
-                label = tag if len(keys) > 1 else tag.split("/")[0]
-                ax.plot(steps, values, label=label, marker="o" if len(points) < 30 else None, ms=3)
+        for run, scalars in runs.items():
+            for tag, points in sorted(scalars.items()):
+                key = next(
+                    (k for k in keys if tag == k or (not k.startswith("train/") and tag.endswith("/" + k))),
+                    None,
+                )
+                if key is not None:
+                    steps, values = zip(*points)
+                    label = tag if len(keys) > 1 else tag.split("/")[0]
+                    label = f"{run}: {label}" if len(runs) > 1 else label
+                    ax.plot(steps, values, label=label, marker="o" if len(points) < 30 else None, ms=3)
         ax.set_title(title)
         ax.set_xlabel("step")
         if ax.lines:
@@ -64,18 +64,45 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.output.with_suffix(".png"), dpi=90)
 
-    val_tags = sorted(t for t in scalars if not t.startswith("train/"))
-    steps = sorted({s for t in val_tags for s, _ in scalars[t]})
-    lines = ["| step | " + " | ".join(val_tags) + " |", "|" + "---|" * (len(val_tags) + 1)]
-    for s in steps:
-        row = [dict(scalars[t]).get(s) for t in val_tags]
-        lines.append(f"| {s} | " + " | ".join("" if v is None else f"{v:.4g}" for v in row) + " |")
+    sections = []
+    for run, scalars in runs.items():
+        val_tags = sorted(t for t in scalars if not t.startswith("train/"))
+        steps = sorted({s for t in val_tags for s, _ in scalars[t]})
+        lines = [
+            f"## {run}",
+            "",
+            "| step | " + " | ".join(val_tags) + " |",
+            "|" + "---|" * (len(val_tags) + 1),
+        ]
+        for s in steps:
+            row = [dict(scalars[t]).get(s) for t in val_tags]
+            lines.append(f"| {s} | " + " | ".join("" if v is None else f"{v:.4g}" for v in row) + " |")
+        sections.append("\n".join(lines))
+    names = ", ".join(f"`{r}`" for r in runs)
     args.output.with_suffix(".md").write_text(
-        f"# Training curves: `{args.run.name}`\n\n![curves]({args.output.with_suffix('.png').name})\n\n"
-        + "\n".join(lines)
+        f"# Training curves: {names}\n\n![curves]({args.output.with_suffix('.png').name})\n\n"
+        + "\n\n".join(sections)
         + "\n"
     )
     print(f"wrote {args.output.with_suffix('.png')} and {args.output.with_suffix('.md')}")
+
+
+KHP_PANELS = [
+    ("train/loss", "training loss"),
+    ("hands_mpjpe_px256", "hand error (px at 256)"),
+    ("body_mpjpe_px256", "body error (px at 256)"),
+    ("hands_pck@0.05", "hand PCK@0.05"),
+    (("keypress_f1", "note_hit_rate"), "key-press F1, note hit rate"),
+    ("coarse_l1", "coarse-frame L1"),
+]
+STU_PANELS = [
+    ("train/loss", "training loss"),
+    (("train/l1", "train/temporal"), "L1, temporal"),
+    (("train/adversarial", "train/discriminator"), "adversarial (LSGAN)"),
+    ("psnr", "validation PSNR (dB)"),
+    (("ssim",), "validation SSIM"),
+    (("flicker", "hands_psnr"), "validation flicker, hands PSNR"),
+]
 
 
 if __name__ == "__main__":

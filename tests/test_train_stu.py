@@ -63,6 +63,9 @@ def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_pat
     ).exists()  # + discriminator
     events = list((tmp_path / "stu").glob("events.out.tfevents.*"))
     assert events and b"val/ground_truth_vs_generated" in events[0].read_bytes()  # the validation image
+    load_script("plot_training").main(["--run", str(tmp_path), "--output", str(tmp_path / "curves")])
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert "| 2 |" in (tmp_path / "curves.md").read_text() and "val/psnr" in (tmp_path / "curves.md").read_text()
 
 
 def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
