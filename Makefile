@@ -12,7 +12,8 @@ export GRADIO_ANALYTICS_ENABLED := False
 # wheel). Elsewhere, keep GBs of CUDA packages out: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp clean
+.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
+	train-stu train-stu-ablations evaluate-stu benchmark-stu clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,32 @@ evaluate-khp: $(VENV)/.installed
 	$(PY) scripts/evaluate_khp.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
 		--train-dataset data/virtual_pianist_medium data/virtual_pianist_medium_seed1 \
 		--split test --output pipelines/apvg-virtual-pianist/khp_results.json
+
+## train-stu: the STU recipe of the default pipeline at 128x128 (bf16 autocast; resumes if a checkpoint is there)
+STU_RECIPE := pipelines/apvg-virtual-pianist/stu.yaml
+stu_train = $(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision bf16 --dynamo_backend no \
+	scripts/train_stu.py --config $(STU_RECIPE) --output_dir=outputs/$(1) $(2) \
+	$(if $(wildcard outputs/$(1)/checkpoints),--resume)
+train-stu: $(VENV)/.installed
+	$(call stu_train,stu-full)
+
+## train-stu-ablations: the same budget without the graph module, without the ConvGRU, and pix2pix-style
+train-stu-ablations: $(VENV)/.installed
+	$(call stu_train,stu-no-graph,--model.use_graph=false)
+	$(call stu_train,stu-no-gru,--model.use_gru=false)
+	$(call stu_train,stu-pix2pix,--model.use_graph=false --model.use_gru=false --discriminator_frames=1 \
+		--loss.ssim=0 --loss.temporal=0)
+
+STU_COMPARE := "no graph=outputs/stu-no-graph/model" "no ConvGRU=outputs/stu-no-gru/model" \
+	"pix2pix-style UNet=outputs/stu-pix2pix/model"
+evaluate-stu: $(VENV)/.installed
+	$(PY) scripts/evaluate_stu.py --model outputs/stu-full/model --compare $(STU_COMPARE) \
+		--khp pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium --split test \
+		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_results.json
+
+benchmark-stu: $(VENV)/.installed
+	$(PY) scripts/benchmark.py stu --model pipelines/apvg-virtual-pianist/stu --resolutions 128 256 \
+		--output pipelines/apvg-virtual-pianist/stu_benchmark.json
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
