@@ -35,11 +35,12 @@ from apvg_hf.evaluation.khp import performance_key, reference_for
 from apvg_hf.training.config import save_config
 from apvg_hf.training.loop import (
     GracefulStop,
+    after_step,
     init_run,
     make_accelerator,
     parse_args,
     resume_step,
-    save_checkpoint,
+    step_log,
 )
 
 
@@ -230,27 +231,11 @@ def main(argv: list[str] | None = None) -> Path | None:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 terms = accelerator.reduce(out.loss_terms, reduction="mean").tolist()
-                log = {
-                    "train/loss": loss,
-                    "train/lr": scheduler.get_last_lr()[0],
-                    "train/steps_per_s": (done - start) / (time.time() - t0),
-                }
+                log = step_log(loss, scheduler, done, start, t0)
                 log |= {f"train/{n}": v for n, v in zip(KHPModel.loss_names, terms)}
                 accelerator.log(log, step=done)
                 bar.set_postfix(loss=f"{running:.4f}")
-            if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-                m = validate(done)
-                if m:
-                    bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
-            why = stop.reason(accelerator, done, cfg.steps, cfg.stop_after)
-            if why or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
-                save_checkpoint(accelerator, out_dir, done, cfg, cfg.keep_checkpoints)
-            if why:
-                bar.close()
-                accelerator.print(
-                    f"stopped after step {done} ({why}); checkpoint saved, continue with --resume"
-                )
-                accelerator.end_training()
+            if after_step(accelerator, stop, cfg, out_dir, done, bar, validate):
                 return None
 
     # 5. Save the model (main process), its feature extractor and the resolved config.

@@ -43,11 +43,12 @@ from apvg_hf.heatmaps import keypoints_to_heatmaps
 from apvg_hf.training.config import save_config
 from apvg_hf.training.loop import (
     GracefulStop,
+    after_step,
     init_run,
     make_accelerator,
     parse_args,
     resume_step,
-    save_checkpoint,
+    step_log,
 )
 from apvg_hf.training.stu_objective import (
     PatchDiscriminator,
@@ -296,29 +297,13 @@ def main(argv: list[str] | None = None) -> Path | None:
                 vals = accelerator.reduce(
                     torch.stack([terms[k].detach().float() for k in LOSS_NAMES]), "mean"
                 )
-                log = {
-                    "train/loss": loss,
-                    "train/lr": scheduler.get_last_lr()[0],
-                    "train/steps_per_s": (done - start) / (time.time() - t0),
-                }
+                log = step_log(loss, scheduler, done, start, t0)
                 log |= {f"train/{k}": v for k, v in zip(LOSS_NAMES, vals.tolist())}
                 if use_adv:
                     log["train/discriminator"] = accelerator.reduce(loss_d.detach(), "mean").item()
                 accelerator.log(log, step=done)
                 bar.set_postfix(loss=f"{running:.4f}")
-            if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
-                m = validate(done)
-                if m:
-                    bar.write(f"step {done}: " + ", ".join(f"{k[4:]}={v:.3f}" for k, v in m.items()))
-            why = stop.reason(accelerator, done, cfg.steps, cfg.stop_after)
-            if why or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
-                save_checkpoint(accelerator, out_dir, done, cfg, cfg.keep_checkpoints)
-            if why:
-                bar.close()
-                accelerator.print(
-                    f"stopped after step {done} ({why}); checkpoint saved, continue with --resume"
-                )
-                accelerator.end_training()
+            if after_step(accelerator, stop, cfg, out_dir, done, bar, validate):
                 return None
 
     # 5. Save the STU (main process) and the resolved config; the discriminator stays in the checkpoints.

@@ -25,6 +25,20 @@ def load_script(name: str):
     return mod
 
 
+def launch_two_processes(script: str, *args: str, timeout: int = 300):
+    """`accelerate launch` two real DDP processes on CPU (gloo) running scripts/<script>.py; the
+    completed process is returned after checking it exited 0."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += [str(ROOT / "scripts" / f"{script}.py"), *args]
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """The `tiny` preset, built once per session through the real script with 2 worker processes."""

@@ -13,7 +13,7 @@ from transformers import AutoModel
 
 import apvg_hf  # noqa: F401  (registers the Auto classes)
 from apvg_hf import KHPModel
-from conftest import ROOT, load_script
+from conftest import ROOT, launch_two_processes, load_script
 
 TINY = [
     "--model.hidden_size=32",
@@ -67,30 +67,15 @@ def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
 
 
 def test_two_real_processes(tiny_dataset, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "scripts" / "train_khp.py"),
+    proc = launch_two_processes(
+        "train_khp",
         f"--dataset={tiny_dataset[0]}",
         f"--output_dir={tmp_path}",
         *TINY,
         "--steps=2",
         "--eval_every=2",
         "--checkpoint_every=2",
-    ]
-    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    )
     ckpt = tmp_path / "checkpoints" / "step-000002"
     assert (ckpt / "random_states_0.pkl").exists() and (ckpt / "random_states_1.pkl").exists()
     assert proc.stdout.count("saved ") == 1  # only the main process saves

@@ -2,9 +2,6 @@
 clear errors; scripts/evaluate_stu.py on the result; the frames cache and the frame metrics."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from apvg_hf import APVGFeatureExtractor, STUModel
 from apvg_hf.data.clips import load_clips, load_frames
 from apvg_hf.evaluation.frames import FrameMetrics, hand_boxes, stu_render
 from apvg_hf.training.stu_objective import PatchDiscriminator, discriminator_input, reconstruction_losses
-from conftest import ROOT, load_script
+from conftest import launch_two_processes, load_script
 
 TINY = [
     "--model.resolution=64",
@@ -65,7 +62,9 @@ def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_pat
     assert events and b"val/ground_truth_vs_generated" in events[0].read_bytes()  # the validation image
     load_script("plot_training").main(["--run", str(tmp_path), "--output", str(tmp_path / "curves")])
     assert (tmp_path / "curves.png").stat().st_size > 1000
-    assert "| 2 |" in (tmp_path / "curves.md").read_text() and "val/psnr" in (tmp_path / "curves.md").read_text()
+    assert (
+        "| 2 |" in (tmp_path / "curves.md").read_text() and "val/psnr" in (tmp_path / "curves.md").read_text()
+    )
 
 
 def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
@@ -86,30 +85,15 @@ def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
 
 
 def test_two_real_processes(tiny_dataset, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "scripts" / "train_stu.py"),
+    proc = launch_two_processes(
+        "train_stu",
         f"--dataset={tiny_dataset[0]}",
         f"--output_dir={tmp_path}",
         *TINY,
         "--steps=2",
         "--eval_every=2",
         "--checkpoint_every=2",
-    ]
-    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    )
     ckpt = tmp_path / "checkpoints" / "step-000002"
     assert (ckpt / "random_states_0.pkl").exists() and (ckpt / "random_states_1.pkl").exists()
     assert proc.stdout.count("saved ") == 1

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -110,6 +111,37 @@ def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, cfg, kee
         prune_checkpoints(out_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def step_log(loss: float, scheduler, done: int, start: int, t0: float) -> dict[str, float]:
+    """The scalars every trainer logs: loss, learning rate, steps per second since (re)start."""
+    return {
+        "train/loss": loss,
+        "train/lr": scheduler.get_last_lr()[0],
+        "train/steps_per_s": (done - start) / (time.time() - t0),
+    }
+
+
+def after_step(
+    accelerator: Accelerator, stop: GracefulStop, cfg, out_dir: Path, done: int, bar, validate
+) -> bool:
+    """Validation (every `cfg.eval_every`), checkpoint (every `cfg.checkpoint_every`, and on a stop)
+    after optimizer step `done`. Returns True when the run stops here (signal or `stop_after`)."""
+    if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+        metrics = validate(done)
+        if metrics:
+            bar.write(
+                f"step {done}: " + ", ".join(f"{k.removeprefix('val/')}={v:.3f}" for k, v in metrics.items())
+            )
+    why = stop.reason(accelerator, done, cfg.steps, cfg.stop_after)
+    if why or (cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.steps)):
+        save_checkpoint(accelerator, out_dir, done, cfg, cfg.keep_checkpoints)
+    if why:
+        bar.close()
+        accelerator.print(f"stopped after step {done} ({why}); checkpoint saved, continue with --resume")
+        accelerator.end_training()
+        return True
+    return False
 
 
 class GracefulStop:
