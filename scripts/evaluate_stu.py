@@ -88,16 +88,20 @@ def grid_image(path: Path, real: torch.Tensor, fakes: dict, keypoints, visibilit
 
     idx = np.linspace(0, len(real) - 1, columns).round().astype(int)
     rows = {"ground truth": real, **fakes}
-    fig, axes = plt.subplots(len(rows), 2, figsize=(2 * columns + 4, 2.1 * len(rows)), squeeze=False)
     size = real.shape[-1]
-    boxes = hand_boxes(keypoints[idx], visibility[idx], size, box=0.25)
+    boxes = [b[:2] for b in hand_boxes(keypoints[idx], visibility[idx], size, box=0.25)]
+    crop_width = sum(s for b in boxes for _, _, s in b) or 1
+    fig, axes = plt.subplots(
+        len(rows),
+        2,
+        figsize=(18, 1.7 * len(rows) + 0.5),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [columns * size, crop_width * 2]},  # hands shown x2
+    )
     for r, (name, video) in enumerate(rows.items()):
         frames = video[idx].clamp(0, 1)
         axes[r, 0].imshow(torch.cat(list(frames), -1).permute(1, 2, 0).numpy())
-        crops = []
-        for k in range(len(idx)):
-            for y0, x0, s in boxes[k][:2]:
-                crops.append(frames[k][:, y0 : y0 + s, x0 : x0 + s])
+        crops = [frames[k][:, y0 : y0 + s, x0 : x0 + s] for k in range(len(idx)) for y0, x0, s in boxes[k]]
         if crops:
             axes[r, 1].imshow(torch.cat(crops, -1).permute(1, 2, 0).numpy(), interpolation="nearest")
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
