@@ -17,6 +17,7 @@ from .feature_extraction_apvg import APVGFeatureExtractor
 from .heatmaps import keypoints_to_heatmaps
 from .modeling_khp import KHPModel, KHPOutput
 from .modeling_stu import STUModel, STUOutput
+from .pipeline_apvg import AppearanceReference, APVGPipeline, APVGPipelineOutput, export_to_video
 
 AutoConfig.register(KHPConfig.model_type, KHPConfig, exist_ok=True)
 AutoModel.register(KHPConfig, KHPModel, exist_ok=True)
@@ -25,11 +26,15 @@ AutoFeatureExtractor.register(KHPConfig, APVGFeatureExtractor, exist_ok=True)
 __version__ = "0.1.0"
 __all__ = [
     "APVGFeatureExtractor",
+    "APVGPipeline",
+    "APVGPipelineOutput",
+    "AppearanceReference",
     "KHPConfig",
     "KHPModel",
     "KHPOutput",
     "STUModel",
     "STUOutput",
+    "export_to_video",
     "keypoints_to_heatmaps",
     "skeleton",
     "__version__",

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import soxr
-from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers import BatchFeature, FeatureExtractionMixin, SequenceFeatureExtractor  # noqa: F401 (diffusers looks the base up here)
 from transformers.audio_utils import mel_filter_bank
 from transformers.utils import logging
 
