@@ -13,7 +13,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 TORCH_INDEX ?=
 
 .PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
-	train-stu train-stu-ablations evaluate-stu benchmark-stu clean
+	train-stu train-stu-continue train-stu-ablations evaluate-stu benchmark-stu clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ stu_train = $(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision bf
 	$(if $(wildcard outputs/$(1)/checkpoints),--resume)
 train-stu: $(VENV)/.installed
 	$(call stu_train,stu-full)
+
+## train-stu-continue: the released STU: the recipe's model trained on for 800 more steps (after train-stu)
+train-stu-continue: $(VENV)/.installed
+	$(call stu_train,stu-full-continued,--init_from=outputs/stu-full/model --steps=800 --learning_rate=3e-4 \
+		--warmup_steps=20)
 
 ## train-stu-ablations: the same budget without the graph module, without the ConvGRU, and pix2pix-style
 train-stu-ablations: $(VENV)/.installed
