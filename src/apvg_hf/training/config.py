@@ -10,8 +10,8 @@ are parsed as YAML scalars, so `--steps=100`, `--lr=3e-4`, `--mixed_precision=bf
 ...     model: dict = field(default_factory=dict)
 >>> apply_overrides(C(), {"steps": 5, "model.hidden_size": 64})
 C(steps=5, model={'hidden_size': 64})
->>> parse_overrides(["--steps=3", "--model.dropout", "0.2"])
-{'steps': 3, 'model.dropout': 0.2}
+>>> parse_overrides(["--steps=3", "--model.dropout", "0.2", "--lr=3e-4", "--mixed_precision=no"])
+{'steps': 3, 'model.dropout': 0.2, 'lr': 0.0003, 'mixed_precision': 'no'}
 """
 
 from __future__ import annotations
@@ -34,9 +34,23 @@ def parse_overrides(args: list[str]) -> dict:
             if i + 1 >= len(args) or args[i + 1].startswith("--"):
                 raise ValueError(f"override --{key} has no value")
             value, i = args[i + 1], i + 1
-        out[key.replace("-", "_")] = yaml.safe_load(value)
+        out[key.replace("-", "_")] = _scalar(value)
         i += 1
     return out
+
+
+def _scalar(text: str):
+    """A YAML scalar, but numbers YAML 1.1 reads as strings ('3e-4', '1E5') are floats, and its
+    yes/no/on/off booleans stay words (`--mixed_precision=no`)."""
+    if text.strip().lower() in ("yes", "no", "on", "off", "y", "n"):
+        return text
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(config, overrides: dict):
