@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         for run, scalars in runs.items():
             for tag, points in sorted(scalars.items()):
                 key = next(
-                    (k for k in keys if tag == k or (not k.startswith("train/") and tag.endswith("/" + k))),
+                    (k for k in keys if tag == k or (not tag.startswith("train/") and tag.endswith("/" + k))),
                     None,
                 )
                 if key is not None:
@@ -99,9 +99,9 @@ STU_PANELS = [
     ("train/loss", "training loss"),
     (("train/l1", "train/temporal"), "L1, temporal"),
     (("train/adversarial", "train/discriminator"), "adversarial (LSGAN)"),
-    ("psnr", "validation PSNR (dB)"),
-    (("ssim",), "validation SSIM"),
-    (("flicker", "hands_psnr"), "validation flicker, hands PSNR"),
+    (("psnr", "hands_psnr"), "validation PSNR (dB): frame, hands"),
+    ("ssim", "validation SSIM"),
+    ("flicker", "validation flicker (0-255)"),
 ]
 
 
