@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     khp_row = f"{args.name} on KHP predictions (from audio)"
     rows = ["reference frame (copied)", "coarse frame (upsampled)", *models] + ([khp_row] if khp else [])
     metrics = {name: FrameMetrics() for name in rows}
-    seconds = {name: 0.0 for name in models}
+    started = time.perf_counter()
     grid = None
     for i in tqdm(ids, desc=f"rendering {args.split} clips"):
         c = clips[i]
@@ -165,10 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         reference = np.array(frames[src][t])
         real = torch.from_numpy(np.array(frames[i][:T]))
         kp, vis = c.keypoints[:T], c.visibility[:T]
-        t0 = time.perf_counter()
         fakes = stu_render_many(models, kp, vis, c.coarse[:T], reference, args.chunk)
-        for name in models:  # shared heatmap rendering is counted in every model's time
-            seconds[name] += (time.perf_counter() - t0) / len(models)
         if khp is not None:
             pred = khp_predict(khp, c.features, *reference_for(c, clips))
             fakes[khp_row] = stu_render_many(
@@ -200,8 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         "frames_per_clip": f"the first {args.max_frames} of each" if args.max_frames else "all",
         "resolution": size,
         "models": {name: str(p) for name, p in paths.items()} | ({"khp": str(args.khp)} if khp else {}),
-        "render_frames_per_second_cpu": {name: n_frames / s for name, s in seconds.items() if s},
-        "threads": torch.get_num_threads(),
+        "seconds": round(time.perf_counter() - started, 1),  # speed: scripts/benchmark.py
     }
     out = {"meta": meta, "results": results}
     args.output.parent.mkdir(parents=True, exist_ok=True)
