@@ -13,7 +13,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 TORCH_INDEX ?=
 
 .PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
-	train-stu train-stu-continue train-stu-ablations evaluate-stu benchmark-stu clean
+	train-stu train-stu-continue train-stu-ablations evaluate-stu evaluate-stu-released benchmark-stu clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -91,10 +91,16 @@ train-stu-ablations: $(VENV)/.installed
 
 STU_COMPARE := "no graph=outputs/stu-no-graph/model" "no ConvGRU=outputs/stu-no-gru/model" \
 	"pix2pix-style UNet=outputs/stu-pix2pix/model"
+## evaluate-stu: the same-budget table (the 450-step STU and its ablations); evaluate-stu-released: the shipped STU,
+## also on what the shipped KHP predicts from the audio
 evaluate-stu: $(VENV)/.installed
 	$(PY) scripts/evaluate_stu.py --model outputs/stu-full/model --compare $(STU_COMPARE) \
+		--dataset data/virtual_pianist_medium --split test --max-frames 150 \
+		--output pipelines/apvg-virtual-pianist/stu_results.json
+evaluate-stu-released: $(VENV)/.installed
+	$(PY) scripts/evaluate_stu.py --model pipelines/apvg-virtual-pianist/stu --name "STU, released (450 + 800 steps)" \
 		--khp pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium --split test \
-		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_results.json
+		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_released_results.json
 
 benchmark-stu: $(VENV)/.installed
 	$(PY) scripts/benchmark.py stu --model pipelines/apvg-virtual-pianist/stu --resolutions 128 256 \
