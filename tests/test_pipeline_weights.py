@@ -31,3 +31,31 @@ def test_committed_khp_loads_and_predicts():
     kp = out["keypoints"]
     assert np.isfinite(kp).all() and kp.min() > 0.05 and kp.max() < 0.95  # on screen
     assert torch.isfinite(next(model.parameters())).all()
+
+
+STU_DIR = KHP_DIR.parent / "stu"
+
+
+def test_committed_stu_renders_the_khp_output():
+    """KHP keypoints -> heatmaps -> the committed STU: frames that look like the reference scene."""
+    from apvg_hf import STUModel
+    from apvg_hf.evaluation.frames import stu_render
+
+    stu = STUModel.from_pretrained(STU_DIR)
+    recipe = yaml.safe_load((KHP_DIR.parent / "stu.yaml").read_text())
+    for key, value in recipe["model"].items():
+        got = getattr(stu.config, key)
+        assert (list(got) if isinstance(got, tuple | list) else got) == value, key
+    khp = KHPModel.from_pretrained(KHP_DIR)
+    feats = APVGFeatureExtractor.from_pretrained(KHP_DIR)(np.zeros(16000), sampling_rate=16000)[
+        "input_features"
+    ][0]
+    out = khp_predict(khp, feats)
+    # a plain reference: the coarse prediction upsampled stands in for a real frame of the scene
+    reference = torch.nn.functional.interpolate(
+        torch.from_numpy(out["coarse"][:1]), size=128, mode="bilinear"
+    )[0]
+    frames = stu_render(stu, out["keypoints"], out["visibility"], out["coarse"], reference.numpy(), chunk=16)
+    assert frames.shape == (30, 3, 128, 128) and torch.isfinite(frames).all()
+    assert frames.min() >= 0 and frames.max() <= 1
+    assert (frames - reference).abs().mean() < 0.25  # the scene is kept, not repainted from scratch
