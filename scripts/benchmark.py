@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -89,6 +90,16 @@ def bench_stu(
     return rows
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f", {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"STU inference on {meta['device']} ({meta['threads']} threads), batch 1, "
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     rows = bench_stu(args.model, args.resolutions, args.chunk, args.repeats, args.device)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     meta = {
         "device": device,
         "threads": torch.get_num_threads(),
