@@ -145,7 +145,7 @@ def test_load_frames_matches_clips(tiny_dataset):
     assert frames[0].dtype == np.uint8 and frames[0].shape[1:] == (3, 32, 32)
     # the 16x16 coarse frames are the 32x32 frames averaged 2x2 (both area-downsampled from 64x64)
     pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(np.array(frames[0])).float(), 2)
-    assert (pooled - torch.from_numpy(clips[0].coarse).float()).abs().max() <= 1.0
+    assert (pooled - torch.tensor(clips[0].coarse).float()).abs().max() <= 1.0
     again = load_frames(tiny_dataset[0], "validation", 32, progress=False)  # from the cache
     assert np.array_equal(again[0], frames[0])
 
