@@ -39,6 +39,24 @@ def launch_two_processes(script: str, *args: str, timeout: int = 300):
     return proc
 
 
+def tiny_khp_config(**kw):
+    """A KHPConfig small enough for tests that build models in-process."""
+    from apvg_hf import KHPConfig
+
+    base = dict(
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=48,
+        attention_window=4,
+        coarse_size=16,
+        coarse_channels=16,
+        dropout=0.0,
+        heatmap_size=16,
+    )
+    return KHPConfig(**(base | kw))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """The `tiny` preset, built once per session through the real script with 2 worker processes."""

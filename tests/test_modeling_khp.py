@@ -9,27 +9,13 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 import apvg_hf
 from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel
 from apvg_hf.evaluation import khp_predict
-
-
-def tiny_config(**kw) -> KHPConfig:
-    base = dict(
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=48,
-        attention_window=4,
-        coarse_size=16,
-        coarse_channels=16,
-        dropout=0.0,
-        heatmap_size=16,
-    )
-    return KHPConfig(**(base | kw))
+from conftest import tiny_khp_config
 
 
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return KHPModel(tiny_config()).eval()
+    return KHPModel(tiny_khp_config()).eval()
 
 
 def targets(B=2, T=12, K=56, s=16):
@@ -51,7 +37,7 @@ def test_shapes_and_ranges(model):
     assert out.coarse_frames.min() >= 0 and out.coarse_frames.max() <= 1
     assert out.loss is None
     assert model.main_input_name == "input_features"
-    assert KHPModel(tiny_config(coarse_size=0))(torch.randn(1, 5, 80)).coarse_frames is None
+    assert KHPModel(tiny_khp_config(coarse_size=0))(torch.randn(1, 5, 80)).coarse_frames is None
 
 
 def test_loss_with_targets_and_coarse_subset(model):
@@ -145,7 +131,7 @@ def test_chunked_inference_equals_single_pass(model):
 
 def test_a_few_steps_fit_one_batch():
     torch.manual_seed(0)
-    model = KHPModel(tiny_config())
+    model = KHPModel(tiny_khp_config())
     x, t = torch.randn(2, 12, 80), targets()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
@@ -159,7 +145,7 @@ def test_a_few_steps_fit_one_batch():
 
 
 def test_set_mean_pose_starts_there():
-    model = KHPModel(tiny_config()).eval()
+    model = KHPModel(tiny_khp_config()).eval()
     mean = torch.rand(56, 2) * 0.8 + 0.1
     model.set_mean_pose(mean)
     with torch.no_grad():

@@ -9,29 +9,18 @@ from apvg_hf import (
     AppearanceReference,
     APVGFeatureExtractor,
     APVGPipeline,
-    KHPConfig,
     KHPModel,
     STUModel,
     export_to_video,
 )
 from apvg_hf.video_io import probe_video
+from conftest import tiny_khp_config
 
 
 @pytest.fixture(scope="module")
 def pipe():
     torch.manual_seed(0)
-    khp = KHPModel(
-        KHPConfig(
-            hidden_size=16,
-            num_layers=2,
-            num_heads=2,
-            intermediate_size=16,
-            attention_window=4,
-            coarse_size=16,
-            coarse_channels=8,
-            heatmap_size=16,
-        )
-    ).eval()
+    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
     stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
     g = torch.Generator().manual_seed(1)
     reference = AppearanceReference.from_frame(

@@ -328,6 +328,21 @@ class KHPModel(KHPPreTrainedModel):
         )
         return out if return_dict else out.to_tuple()
 
+    def forward_window(self, input_features: torch.Tensor, start: int, end: int, **kwargs) -> KHPOutput:
+        """Outputs for frames [start, end) of `input_features` (B, T, F), computed from that window plus
+        `config.receptive_field` frames of context each side: exactly the one-pass values, so long
+        inputs run chunk by chunk. `kwargs` are the reference inputs of `forward`."""
+        T, ctx = input_features.shape[1], self.config.receptive_field
+        lo, hi = max(0, start - ctx), min(T, end + ctx)
+        out = self(input_features[:, lo:hi], **kwargs)
+        sl = slice(start - lo, end - lo)
+        return KHPOutput(
+            keypoints=out.keypoints[:, sl],
+            visibility_logits=out.visibility_logits[:, sl],
+            coarse_frames=None if out.coarse_frames is None else out.coarse_frames[:, sl],
+            last_hidden_state=out.last_hidden_state[:, sl],
+        )
+
     def compute_loss(
         self,
         keypoints: torch.Tensor,

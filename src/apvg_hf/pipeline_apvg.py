@@ -38,7 +38,7 @@ class AppearanceReference(ModelMixin, ConfigMixin):
     default performer; pass another to the pipeline call, or build one with `from_frame`.
 
     >>> ref = AppearanceReference.from_frame(np.zeros((64, 64, 3), np.uint8), np.full((56, 2), 0.5), resolution=32)
-    >>> tuple(ref.frame.shape), tuple(ref.coarse(8).shape)
+    >>> tuple(ref.frame.shape), tuple(ref.at(8).shape)
     ((3, 32, 32), (3, 8, 8))
     """
 
@@ -63,22 +63,21 @@ class AppearanceReference(ModelMixin, ConfigMixin):
         kp = torch.as_tensor(np.asarray(keypoints), dtype=torch.float32)
         resolution = resolution or x.shape[-1]
         ref = cls(resolution=resolution, num_keypoints=kp.shape[0])
-        ref.frame.copy_(
-            F.interpolate(x[None], size=resolution, mode="area" if x.shape[-1] > resolution else "bilinear")[
-                0
-            ]
-        )
+        ref.frame.copy_(_resize(x, resolution))
         ref.keypoints.copy_(kp)
         return ref
 
     def at(self, size: int) -> torch.Tensor:
         """The frame at size x size, (3, size, size)."""
-        if size == self.frame.shape[-1]:
-            return self.frame
-        mode = "area" if size < self.frame.shape[-1] else "bilinear"
-        return F.interpolate(self.frame[None], size=size, mode=mode)[0].clamp(0, 1)
+        return _resize(self.frame, size)
 
-    coarse = at
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, H) -> (3, size, size): area averaging down, bilinear up (both stay within [0, 1])."""
+    if size == image.shape[-1]:
+        return image
+    mode = "area" if size < image.shape[-1] else "bilinear"
+    return F.interpolate(image[None], size=size, mode=mode)[0]
 
 
 @dataclass
@@ -192,23 +191,19 @@ class APVGPipeline(DiffusionPipeline):
         if use_reference_in_khp:
             khp_ref = {
                 "reference_keypoints": ref.keypoints[None].to(device),  # (1, K, 2)
-                "reference_frames": ref.coarse(coarse_size)[None].to(device),  # (1, 3, s, s)
+                "reference_frames": ref.at(coarse_size)[None].to(device),  # (1, 3, s, s)
             }
 
         # 4-5. Chunk by chunk: KHP with context on both sides, then the STU with its state carried.
         chunk = max(1, int(round(chunk_seconds * fps)))
-        ctx = self.khp.config.receptive_field
         frames, keypoints, visibility, coarse, state = [], [], [], [], None
         for a in self.progress_bar(range(0, T, chunk)) if show_progress else range(0, T, chunk):
-            b = min(a + chunk, T)
-            lo, hi = max(0, a - ctx), min(T, b + ctx)
-            k = self.khp(x[:, lo:hi], **khp_ref)
-            sl = slice(a - lo, a - lo + (b - a))
+            k = self.khp.forward_window(x, a, min(a + chunk, T), **khp_ref)
             kp, vis = (
-                k.keypoints[:, sl].float(),
-                torch.sigmoid(k.visibility_logits[:, sl].float()),
-            )  # (1, n, K, 2)
-            co = k.coarse_frames[:, sl].float()  # (1, n, 3, s, s)
+                k.keypoints.float(),
+                torch.sigmoid(k.visibility_logits.float()),
+            )  # (1, n, K, 2), (1, n, K)
+            co = k.coarse_frames.float()  # (1, n, 3, s, s)
             heatmaps = self.stu.render_heatmaps(kp, vis)  # (1, n, K + L, R, R)
             out = self.stu(heatmaps.to(self.stu.dtype), co.to(self.stu.dtype), stu_ref, state=state)
             state = out.state

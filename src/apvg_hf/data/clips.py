@@ -81,14 +81,9 @@ def _fingerprint(dataset_dir: Path, split: str) -> str | None:
     return json.loads((dataset_dir / split / "state.json").read_text()).get("_fingerprint")
 
 
-def _key(dataset_dir: Path, split: str, extractor, coarse_size: int) -> str:
-    info = {
-        "dataset": str(dataset_dir.resolve()),
-        "fingerprint": _fingerprint(dataset_dir, split),
-        "extractor": extractor.to_json_string(),
-        "coarse": coarse_size,
-        "version": 1,
-    }
+def _key(dataset_dir: Path, split: str, **settings) -> str:
+    """Cache key: the dataset (path and fingerprint of the split) and what the arrays depend on."""
+    info = {"dataset": str(dataset_dir.resolve()), "fingerprint": _fingerprint(dataset_dir, split)} | settings
     return hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -107,7 +102,10 @@ def load_clips(
     import datasets
 
     dataset_dir = _check_split(dataset_dir, split)
-    target = cache_dir() / "clips" / f"{split}-{_key(dataset_dir, split, feature_extractor, coarse_size)}"
+    key = _key(
+        dataset_dir, split, extractor=feature_extractor.to_json_string(), coarse=coarse_size, version=1
+    )
+    target = cache_dir() / "clips" / f"{split}-{key}"
     if not (target / "index.json").exists():
         ds = datasets.load_from_disk(str(dataset_dir / split))
         tmp = _partial(target)
@@ -182,12 +180,7 @@ def load_frames(
     import datasets
 
     dataset_dir = _check_split(dataset_dir, split)
-    info = {
-        "dataset": str(dataset_dir.resolve()),
-        "fingerprint": _fingerprint(dataset_dir, split),
-        "size": size,
-    }
-    key = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:16]
+    key = _key(dataset_dir, split, size=size)
     target = cache_dir() / "frames" / f"{split}-{size}-{key}"
     if not (target / "index.json").exists():
         ds = datasets.load_from_disk(str(dataset_dir / split))

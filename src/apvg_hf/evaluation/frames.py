@@ -117,6 +117,7 @@ def stu_render_many(
     """
     states: dict = {name: None for name in models}
     outs: dict = {name: [] for name in models}
+    refs = {name: _as_float(reference, m.device, m.dtype)[None] for name, m in models.items()}  # (1, 3, H, W)
     for a in range(0, len(keypoints), chunk):
         b = min(a + chunk, len(keypoints))
         kp = torch.as_tensor(np.array(keypoints[a:b]), dtype=torch.float32)
@@ -133,7 +134,7 @@ def stu_render_many(
             o = model(
                 maps[key].to(dev, dt)[None],
                 _as_float(co[a:b], dev, dt)[None],
-                _as_float(reference, dev, dt)[None],
+                refs[name],
                 state=states[name],
             )
             states[name] = o.state

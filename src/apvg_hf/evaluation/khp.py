@@ -66,17 +66,13 @@ def khp_predict(
         )[None]
     if reference_frame is not None:
         refs["reference_frames"] = torch.as_tensor(np.array(reference_frame, np.float32), device=device)[None]
-    T, ctx = len(x), model.config.receptive_field
     outs = {"keypoints": [], "visibility": [], "coarse": []}
-    for a in range(0, T, chunk):
-        b = min(a + chunk, T)
-        lo, hi = max(0, a - ctx), min(T, b + ctx)
-        o = model(x[None, lo:hi], **refs)
-        sl = slice(a - lo, a - lo + (b - a))
-        outs["keypoints"].append(o.keypoints[0, sl].float().cpu())
-        outs["visibility"].append(torch.sigmoid(o.visibility_logits[0, sl]).float().cpu())
+    for a in range(0, len(x), chunk):
+        o = model.forward_window(x[None], a, min(a + chunk, len(x)), **refs)
+        outs["keypoints"].append(o.keypoints[0].float().cpu())
+        outs["visibility"].append(torch.sigmoid(o.visibility_logits[0]).float().cpu())
         if o.coarse_frames is not None:
-            outs["coarse"].append(o.coarse_frames[0, sl].float().cpu())
+            outs["coarse"].append(o.coarse_frames[0].float().cpu())
     return {k: torch.cat(v).numpy() for k, v in outs.items() if v}
 
 
