@@ -328,6 +328,15 @@ class KHPModel(KHPPreTrainedModel):
         )
         return out if return_dict else out.to_tuple()
 
+    def push_to_hub(self, repo_id: str, feature_extractor=None, **kwargs) -> str:
+        """Upload with a generated model card, and the feature extractor if given (see
+        `apvg_hf.hub.push_folder` for the other arguments)."""
+        from .hub import model_card, push_object
+
+        return push_object(
+            self, repo_id, model_card(self, repo_id), feature_extractor=feature_extractor, **kwargs
+        )
+
     def forward_window(self, input_features: torch.Tensor, start: int, end: int, **kwargs) -> KHPOutput:
         """Outputs for frames [start, end) of `input_features` (B, T, F), computed from that window plus
         `config.receptive_field` frames of context each side: exactly the one-pass values, so long

@@ -133,6 +133,12 @@ class STUModel(ModelMixin, ConfigMixin):
             with torch.no_grad():
                 self.to_rgb.bias[3].fill_(2.0)
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Upload with a generated model card (see `apvg_hf.hub.push_folder` for the arguments)."""
+        from .hub import model_card, push_object
+
+        return push_object(self, repo_id, model_card(self, repo_id), **kwargs)
+
     def render_heatmaps(
         self, keypoints: torch.Tensor, visibility: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -99,22 +99,82 @@ class APVGPipelineOutput(BaseOutput):
     sampling_rate: int | None = None
 
 
-def load_audio_input(audio, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
+def load_audio_input(
+    audio, sampling_rate: int | None = None, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     """A path, a numpy array / torch tensor with `sampling_rate`, or {"array", "sampling_rate"} ->
-    (float32 waveform, rate). Multichannel input is kept; the feature extractor averages it."""
+    (float32 waveform, rate). Multichannel input is kept; the feature extractor averages it.
+    Input longer than `max_seconds` is refused before it is decoded."""
     if isinstance(audio, dict):
         if "array" not in audio or "sampling_rate" not in audio:
             raise ValueError("an audio dict needs 'array' and 'sampling_rate'")
         audio, sampling_rate = audio["array"], audio["sampling_rate"]
     if isinstance(audio, str | os.PathLike):
+        import soundfile as sf
+
         from .data.audio import load_audio
 
-        return load_audio(Path(audio), mono=False)
+        path = Path(audio)
+        if max_seconds is not None and path.is_file():
+            try:
+                seconds = sf.info(str(path)).duration
+            except RuntimeError:
+                seconds = 0.0  # unreadable: load_audio says why
+            _check_length(seconds, max_seconds, path.name)
+        return load_audio(path, mono=False)
     if sampling_rate is None:
         raise ValueError("sampling_rate is required when audio is an array or a tensor")
+    if int(sampling_rate) <= 0:
+        raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().numpy()
-    return np.asarray(audio, dtype=np.float32), int(sampling_rate)
+    audio = np.asarray(audio, dtype=np.float32)
+    if max_seconds is not None and audio.size:
+        _check_length(max(audio.shape) / int(sampling_rate), max_seconds, "the audio")
+    return audio, int(sampling_rate)
+
+
+def _check_length(seconds: float, max_seconds: float, what: str) -> None:
+    if seconds > max_seconds:
+        raise ValueError(
+            f"{what} is {seconds:.0f} s long, more than max_seconds={max_seconds:.0f}: cut it, or pass a "
+            "larger max_seconds (memory is flat with output_type=None and output_path=...; time is about "
+            "linear)"
+        )
+
+
+def _retime(num_model_frames: int, model_fps: float, fps: float, num_out: int) -> np.ndarray:
+    """For each output frame at `fps`, the model frame (at `model_fps`) nearest its middle: (num_out,)."""
+    idx = np.floor((np.arange(num_out) + 0.5) * model_fps / fps).astype(np.int64)
+    return np.minimum(idx, num_model_frames - 1)
+
+
+def compose_frames(
+    frames: np.ndarray, keypoints, visibility, coarse, layout: str, size: int | None = None
+) -> np.ndarray:
+    """The video's pictures from one chunk: `layout` "frames" (as generated), "overlay" (the skeleton
+    drawn on them) or "side-by-side" (stage 1: the coarse frame upsampled with the skeleton | stage 2);
+    `size`: resize each panel to size x size (bicubic). frames (n, H, W, 3) uint8 -> (n, H', W', 3)."""
+    from .skeleton import draw_skeleton
+
+    if layout not in ("frames", "overlay", "side-by-side"):
+        raise ValueError(f"layout must be 'frames', 'overlay' or 'side-by-side', got {layout!r}")
+    H = frames.shape[1]
+    if size and size != H:
+        frames = np.stack(
+            [np.asarray(PIL.Image.fromarray(f).resize((size, size), PIL.Image.BICUBIC)) for f in frames]
+        )
+    if layout == "frames":
+        return frames
+    if layout == "overlay":
+        return np.stack([draw_skeleton(f, k, v) for f, k, v in zip(frames, keypoints, visibility)])
+    S = frames.shape[1]
+    up = F.interpolate(
+        torch.as_tensor(coarse, dtype=torch.float32), size=S, mode="bilinear", align_corners=False
+    )
+    up = (up.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, S, S, 3)
+    stage1 = np.stack([draw_skeleton(f, k, v) for f, k, v in zip(up, keypoints, visibility)])
+    return np.concatenate([stage1, frames], axis=2)
 
 
 class APVGPipeline(DiffusionPipeline):
@@ -132,6 +192,9 @@ class APVGPipeline(DiffusionPipeline):
     >>> out = pipe(np.zeros(16000, np.float32), sampling_rate=16000, show_progress=False)
     >>> out.frames.shape, out.keypoints.shape, out.fps
     ((30, 32, 32, 3), (30, 56, 2), 30.0)
+
+    Loading: `APVGPipeline.from_pretrained(folder_or_hub_id)`; the embedded default is
+    `apvg_hf.default_pipeline_path()`.
     """
 
     model_cpu_offload_seq = "khp->stu"
@@ -146,15 +209,63 @@ class APVGPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(feature_extractor=feature_extractor, khp=khp, stu=stu, reference=reference)
 
+    # -- loading and saving ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> APVGPipeline:
+        """A pipeline folder, or a Hub repo id (downloaded with `snapshot_download`, then loaded from the
+        local snapshot: diffusers cannot resolve third-party component classes from a repo id)."""
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            if path.exists() or str(pretrained_model_name_or_path).count("/") > 1 or path.is_absolute():
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} is not a pipeline folder (no such directory)"
+                )
+            from huggingface_hub import snapshot_download
+
+            hub = {
+                k: kwargs.pop(k)
+                for k in ("revision", "token", "cache_dir", "local_files_only")
+                if k in kwargs
+            }
+            path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub))
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"{path} is not an APVG pipeline folder: no model_index.json")
+        kwargs.pop("revision", None)
+        return super().from_pretrained(path, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """The diffusers layout (model_index.json + one folder a component) plus a root `config.json`, so
+        `transformers.pipeline("audio-to-performance-video", model=folder)` loads it too."""
+        push = kwargs.pop("push_to_hub", False)
+        super().save_pretrained(save_directory, **kwargs)
+        from .pipeline_performance_video import APVGPipelineConfig
+
+        APVGPipelineConfig.from_pipeline(self).save_pretrained(save_directory)
+        if push:
+            raise ValueError("use APVGPipeline.push_to_hub(repo_id) (it writes the model card)")
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Save to a temporary folder, write a model card, upload (LFS for the weights). Returns the
+        commit URL. See `apvg_hf.hub.push_folder` for the keyword arguments."""
+        from .hub import model_card, push_object
+
+        return push_object(self, repo_id, model_card(self, repo_id), **kwargs)
+
+    # -- generation --------------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         audio,
         sampling_rate: int | None = None,
+        fps: float | None = None,
         reference: AppearanceReference | None = None,
         use_reference_in_khp: bool = True,
         chunk_seconds: float = 10.0,
-        output_type: str = "np",
+        output_type: str | None = "np",
+        output_path: str | os.PathLike | None = None,
+        video_layout: str = "frames",
+        video_size: int | None = None,
+        max_seconds: float | None = 3600.0,
         return_dict: bool = True,
         show_progress: bool = True,
     ) -> APVGPipelineOutput | tuple:
@@ -162,24 +273,39 @@ class APVGPipeline(DiffusionPipeline):
         Args:
             audio: a file path, a waveform (numpy array or tensor, mono or multichannel) with
                 `sampling_rate`, or a dict {"array", "sampling_rate"}.
+            fps: frame rate of the output (default: the model's, 30). The models run at their own rate;
+                other rates take the nearest model frame.
             reference: the performer and scene to render (default: the pipeline's own).
             use_reference_in_khp: also give KHP the reference's keypoints and coarse frame (it places
                 the body in the scene); False runs KHP on the audio alone.
             chunk_seconds: audio per step; the result does not depend on it, memory does.
-            output_type: "np" (uint8 (T, H, W, 3)), "pil" or "pt" (float (T, 3, H, W) in [0, 1]).
+            output_type: "np" (uint8 (T, H, W, 3)), "pil", "pt" (float (T, 3, H, W) in [0, 1]) or None
+                (frames and coarse frames are not kept: with `output_path`, memory stays flat).
+            output_path: also write an mp4 (H.264 + the audio as AAC) chunk by chunk, atomically.
+            video_layout, video_size: what the mp4 shows (see `compose_frames`).
+            max_seconds: refuse longer audio (None: no limit).
         """
-        if output_type not in ("np", "pil", "pt"):
-            raise ValueError(f"output_type must be 'np', 'pil' or 'pt', got {output_type!r}")
+        if output_type not in ("np", "pil", "pt", None):
+            raise ValueError(f"output_type must be 'np', 'pil', 'pt' or None, got {output_type!r}")
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if video_layout not in ("frames", "overlay", "side-by-side"):
+            raise ValueError(
+                f"video_layout must be 'frames', 'overlay' or 'side-by-side', got {video_layout!r}"
+            )
 
         # 1. Audio: a path, an array or a tensor -> waveform at its own rate.
-        wave, sr = load_audio_input(audio, sampling_rate)
+        wave, sr = load_audio_input(audio, sampling_rate, max_seconds)
 
-        # 2. Features: one log-mel row per video frame.
+        # 2. Features: one log-mel row per model frame; which model frame each output frame shows.
         fe = self.feature_extractor
         features = fe(wave, sampling_rate=sr)["input_features"][0]  # (T, F)
-        T, fps = len(features), fe.fps
+        T, model_fps = len(features), fe.fps
+        fps = float(fps or model_fps)
+        T_out = fe.num_frames(max(wave.shape) if wave.ndim else 0, sr, fps)
+        source = _retime(T, model_fps, fps, T_out)  # (T_out,) model frame of each output frame
         device = self._execution_device
         x = torch.as_tensor(features, dtype=torch.float32, device=device)[None]  # (1, T, F)
 
@@ -194,37 +320,69 @@ class APVGPipeline(DiffusionPipeline):
                 "reference_frames": ref.at(coarse_size)[None].to(device),  # (1, 3, s, s)
             }
 
-        # 4-5. Chunk by chunk: KHP with context on both sides, then the STU with its state carried.
-        chunk = max(1, int(round(chunk_seconds * fps)))
-        frames, keypoints, visibility, coarse, state = [], [], [], [], None
-        for a in self.progress_bar(range(0, T, chunk)) if show_progress else range(0, T, chunk):
-            k = self.khp.forward_window(x, a, min(a + chunk, T), **khp_ref)
-            kp, vis = (
-                k.keypoints.float(),
-                torch.sigmoid(k.visibility_logits.float()),
-            )  # (1, n, K, 2), (1, n, K)
-            co = k.coarse_frames.float()  # (1, n, 3, s, s)
-            heatmaps = self.stu.render_heatmaps(kp, vis)  # (1, n, K + L, R, R)
-            out = self.stu(heatmaps.to(self.stu.dtype), co.to(self.stu.dtype), stu_ref, state=state)
-            state = out.state
-            frames.append(out.frames[0].float().cpu())
-            keypoints.append(kp[0].cpu())
-            visibility.append(vis[0].cpu())
-            coarse.append(co[0].cpu())
+        # 4-5. Chunk by chunk: KHP with context on both sides, then the STU with its state carried;
+        # each chunk's output frames go to the video file as they come.
+        writer = None
+        if output_path is not None:
+            from .video_io import VideoWriter
 
-        # 6. Output.
-        video = torch.cat(frames)  # (T, 3, R, R) in [0, 1]
-        if output_type == "pt":
-            out_frames = video
-        else:
-            out_frames = (video.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-            if output_type == "pil":
-                out_frames = [PIL.Image.fromarray(f) for f in out_frames]
+            mono_or_stereo = wave if wave.ndim == 1 else fe.to_mono(wave)
+            writer = VideoWriter(output_path, fps, audio=mono_or_stereo, sampling_rate=sr)
+        keep = output_type is not None
+        frames, keypoints, visibility, coarse, state = [], [], [], [], None
+        chunk = max(1, int(round(chunk_seconds * model_fps)))
+        starts = range(0, T, chunk)
+        try:
+            for a in self.progress_bar(starts) if show_progress else starts:
+                b = min(a + chunk, T)
+                k = self.khp.forward_window(x, a, b, **khp_ref)
+                kp = k.keypoints.float()  # (1, n, K, 2)
+                vis = torch.sigmoid(k.visibility_logits.float())  # (1, n, K)
+                co = k.coarse_frames.float()  # (1, n, 3, s, s)
+                heatmaps = self.stu.render_heatmaps(kp, vis)  # (1, n, K + L, R, R)
+                out = self.stu(heatmaps.to(self.stu.dtype), co.to(self.stu.dtype), stu_ref, state=state)
+                state = out.state
+                pick = torch.as_tensor(
+                    source[(source >= a) & (source < b)] - a
+                )  # output frames of this chunk
+                video = out.frames[0].float().cpu()[pick]  # (m, 3, R, R) in [0, 1]
+                kp, vis, co = kp[0].cpu()[pick], vis[0].cpu()[pick], co[0].cpu()[pick]
+                if writer is not None and len(pick):
+                    pictures = (video.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+                    writer.write(
+                        compose_frames(
+                            pictures, kp.numpy(), vis.numpy(), co.numpy(), video_layout, video_size
+                        )
+                    )
+                if keep:
+                    frames.append(video)
+                    coarse.append(co)
+                keypoints.append(kp)
+                visibility.append(vis)
+            # 6. The video file: flush, mux the audio, publish.
+            if writer is not None:
+                writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+
+        # 7. Output.
+        out_frames = out_coarse = None
+        if keep:
+            video = torch.cat(frames)  # (T_out, 3, R, R) in [0, 1]
+            out_coarse = torch.cat(coarse).numpy()
+            if output_type == "pt":
+                out_frames = video
+            else:
+                out_frames = (video.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+                if output_type == "pil":
+                    out_frames = [PIL.Image.fromarray(f) for f in out_frames]
         result = (
             out_frames,
             torch.cat(keypoints).numpy(),
             torch.cat(visibility).numpy(),
-            torch.cat(coarse).numpy(),
+            out_coarse,
             fps,
             wave,
             sr,
@@ -236,28 +394,47 @@ class APVGPipeline(DiffusionPipeline):
 
 
 def export_to_video(
-    output: APVGPipelineOutput, path: str | os.PathLike, overlay: bool = False, crf: int = 18
+    output: APVGPipelineOutput,
+    path: str | os.PathLike,
+    overlay: bool = False,
+    crf: int = 18,
+    layout: str | None = None,
+    size: int | None = None,
 ) -> Path:
-    """An mp4 (H.264, yuv420p) of the output's frames with its audio muxed as AAC; `overlay` draws the
-    predicted skeleton on the frames. Written atomically. Needs `output_type="np"` frames."""
-    from .skeleton import draw_skeleton
-    from .video_io import write_video
+    """An mp4 (H.264, yuv420p) of the output's frames with its audio muxed as AAC, written atomically.
+    `layout`: "frames", "overlay" (= `overlay=True`) or "side-by-side" (see `compose_frames`); `size`
+    resizes the frames. Needs `output_type="np"` frames; for long audio pass `output_path=` to the
+    pipeline instead (it streams)."""
+    from .video_io import VideoWriter
 
-    frames = np.asarray(output.frames)
-    if frames.ndim != 4 or frames.dtype != np.uint8:
+    frames = output.frames
+    if frames is None or not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.dtype != np.uint8:
         raise ValueError(
             "export_to_video needs uint8 (T, H, W, 3) frames: call the pipeline with output_type='np'"
         )
-    if overlay:
-        frames = np.stack(
-            [draw_skeleton(f, kp, vis) for f, kp, vis in zip(frames, output.keypoints, output.visibility)]
-        )
+    layout = layout or ("overlay" if overlay else "frames")
     audio = output.audio
-    if audio is not None and audio.ndim == 2 and audio.shape[0] < audio.shape[1]:
-        audio = audio.T  # (C, N) -> (N, C)
-    if audio is not None and audio.ndim == 2 and audio.shape[1] > 2:
-        audio = audio.mean(1)
-    return write_video(path, frames, output.fps, audio=audio, sampling_rate=output.sampling_rate, crf=crf)
+    if audio is not None and audio.ndim == 2:
+        audio = APVGFeatureExtractor().to_mono(audio)
+    with VideoWriter(path, output.fps, audio=audio, sampling_rate=output.sampling_rate, crf=crf) as writer:
+        for a in range(0, len(frames), 256):
+            b = a + 256
+            coarse = None if output.coarse_frames is None else output.coarse_frames[a:b]
+            if layout == "side-by-side" and coarse is None:
+                raise ValueError("the side-by-side layout needs the output's coarse frames")
+            writer.write(
+                compose_frames(
+                    frames[a:b], output.keypoints[a:b], output.visibility[a:b], coarse, layout, size
+                )
+            )
+    return Path(path)
 
 
-__all__ = ["APVGPipeline", "APVGPipelineOutput", "AppearanceReference", "export_to_video", "load_audio_input"]
+__all__ = [
+    "APVGPipeline",
+    "APVGPipelineOutput",
+    "AppearanceReference",
+    "compose_frames",
+    "export_to_video",
+    "load_audio_input",
+]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from fractions import Fraction
@@ -48,6 +49,139 @@ def rgb_to_yuv_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.clip(np.rint(planes), 0, 255).astype(np.uint8), format=pix_fmt)
 
 
+class VideoWriter:
+    """Streaming mp4 writer: H.264 frames as they come (memory stays flat), the audio (given up front:
+    the container's streams are fixed before the first packet) muxed as AAC on close.
+
+    `path` is a file (written to a temporary name and renamed on a clean close, so an interrupted run
+    never leaves a half-written video) or a binary buffer. Frames are converted to YUV in numpy and
+    stamped with explicit timestamps, so the same frames give the same bytes.
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "clip.mp4")
+    >>> with VideoWriter(path, fps=30) as w:
+    ...     w.write(np.zeros((10, 64, 64, 3), np.uint8))
+    ...     w.write(np.zeros((5, 64, 64, 3), np.uint8))
+    >>> probe_video(path)["frames"]
+    15
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike | io.IOBase,
+        fps: float,
+        audio: np.ndarray | None = None,
+        sampling_rate: int | None = None,
+        crf: int = 18,
+        pix_fmt: str = "yuv420p",
+        preset: str = "medium",
+        audio_bitrate: int = 128_000,
+    ):
+        if audio is not None and sampling_rate is None:
+            raise ValueError("sampling_rate is required with audio")
+        if pix_fmt not in ("yuv420p", "yuv444p"):
+            raise ValueError(f"pix_fmt must be 'yuv420p' or 'yuv444p', got {pix_fmt!r}")
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.fps, self.crf, self.pix_fmt, self.preset, self.audio_bitrate = (
+            fps,
+            crf,
+            pix_fmt,
+            preset,
+            audio_bitrate,
+        )
+        self.path = None if isinstance(path, io.IOBase) else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.path.with_name(f".{self.path.name}.partial")
+            target = str(self._tmp)
+        else:
+            target = path
+        self._container = av.open(target, mode="w", format="mp4")
+        self._stream = self._audio_stream = None
+        self.audio = None if audio is None else np.asarray(audio, dtype=np.float32)
+        self.audio = (
+            self.audio[:, None] if self.audio is not None and self.audio.ndim == 1 else self.audio
+        )  # (N, C)
+        self.sampling_rate = None if sampling_rate is None else int(sampling_rate)
+        self.frames_written = 0
+
+    def _open_stream(self, H: int, W: int) -> None:
+        if self.pix_fmt == "yuv420p" and (H % 2 or W % 2):
+            raise ValueError(f"yuv420p needs even width and height, got {W}x{H}")
+        vs = self._container.add_stream("libx264", rate=_fps_fraction(self.fps))
+        vs.width, vs.height, vs.pix_fmt = W, H, self.pix_fmt
+        vs.options = {"crf": str(self.crf), "preset": self.preset}
+        if self.pix_fmt == "yuv444p":
+            vs.profile = "high444"
+        vs.codec_context.time_base = Fraction(1) / _fps_fraction(self.fps)
+        self._stream = vs
+        if self.audio is not None:
+            aus = self._container.add_stream("aac", rate=self.sampling_rate)
+            aus.bit_rate = self.audio_bitrate
+            aus.layout = "mono" if self.audio.shape[1] == 1 else "stereo"
+            self._audio_stream = aus
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames (T, H, W, 3) or one frame (H, W, 3), uint8."""
+        frames = np.asarray(frames)
+        frames = frames[None] if frames.ndim == 3 else frames
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        if self._stream is None:
+            self._open_stream(*frames.shape[1:3])
+        elif frames.shape[1:3] != (self._stream.height, self._stream.width):
+            raise ValueError(f"frame size changed from {self._stream.width}x{self._stream.height}")
+        vs = self._stream
+        for frame in frames:
+            vf = rgb_to_yuv_frame(frame, self.pix_fmt)
+            vf.pts, vf.time_base = self.frames_written, vs.codec_context.time_base  # x264 reads them
+            for packet in vs.encode(vf):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def close(self) -> Path | None:
+        """Flush the video, mux the audio as AAC, and publish the file (renamed into place)."""
+        if self._stream is None:
+            self.abort()
+            raise ValueError("cannot encode a video with no frames")
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        if self._audio_stream is not None:
+            aus, sr = self._audio_stream, self.sampling_rate
+            planar = np.ascontiguousarray(self.audio.T)  # (C, N) float planar
+            step = 1024 * 16
+            for i in range(0, planar.shape[1], step):
+                chunk = av.AudioFrame.from_ndarray(
+                    planar[:, i : i + step], format="fltp", layout=aus.layout.name
+                )
+                chunk.sample_rate, chunk.pts = sr, i
+                for packet in aus.encode(chunk):
+                    self._container.mux(packet)
+            for packet in aus.encode():
+                self._container.mux(packet)
+        self._container.close()
+        if self.path is not None:
+            os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written (the target file is never created or replaced)."""
+        with contextlib.suppress(Exception):  # the container may be half set up; nothing to keep
+            self._container.close()
+        if self.path is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def encode_video(
     frames: np.ndarray,
     fps: float,
@@ -61,54 +195,17 @@ def encode_video(
     """Encode frames (T, H, W, 3) uint8 (+ optional mono/stereo audio) to mp4 bytes.
 
     `pix_fmt="yuv420p"` plays everywhere; `"yuv444p"` with a low `crf` keeps thin coloured lines
-    (dataset storage). Width and height must be even for yuv420p. Frames are converted to YUV in
-    numpy and stamped with explicit timestamps, so the same frames give the same bytes.
+    (dataset storage). Width and height must be even for yuv420p. See `VideoWriter`.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     if len(frames) == 0:
         raise ValueError("cannot encode a video with no frames")
-    T, H, W, _ = frames.shape
-    if pix_fmt == "yuv420p" and (H % 2 or W % 2):
-        raise ValueError(f"yuv420p needs even width and height, got {W}x{H}")
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        vs = container.add_stream("libx264", rate=_fps_fraction(fps))
-        vs.width, vs.height, vs.pix_fmt = W, H, pix_fmt
-        vs.options = {"crf": str(crf), "preset": preset}
-        if pix_fmt == "yuv444p":
-            vs.profile = "high444"
-        aus = None
-        if audio is not None:
-            if sampling_rate is None:
-                raise ValueError("sampling_rate is required with audio")
-            audio = np.asarray(audio, dtype=np.float32)
-            audio = audio[:, None] if audio.ndim == 1 else audio
-            aus = container.add_stream("aac", rate=int(sampling_rate))
-            aus.bit_rate = audio_bitrate
-            aus.layout = "mono" if audio.shape[1] == 1 else "stereo"
-        vs.codec_context.time_base = Fraction(1) / _fps_fraction(fps)
-        for i, frame in enumerate(frames):
-            vf = rgb_to_yuv_frame(frame, pix_fmt)
-            vf.pts, vf.time_base = i, vs.codec_context.time_base  # explicit: x264's rate control reads them
-            for packet in vs.encode(vf):
-                container.mux(packet)
-        for packet in vs.encode():
-            container.mux(packet)
-        if aus is not None:
-            planar = np.ascontiguousarray(audio.T)  # (C, N) float planar
-            step = 1024 * 16
-            for i in range(0, planar.shape[1], step):
-                chunk = av.AudioFrame.from_ndarray(
-                    planar[:, i : i + step], format="fltp", layout=aus.layout.name
-                )
-                chunk.sample_rate = int(sampling_rate)
-                chunk.pts = i
-                for packet in aus.encode(chunk):
-                    container.mux(packet)
-            for packet in aus.encode():
-                container.mux(packet)
+    writer = VideoWriter(buf, fps, audio, sampling_rate, crf, pix_fmt, preset, audio_bitrate)
+    writer.write(frames)
+    writer.close()
     return buf.getvalue()
 
 

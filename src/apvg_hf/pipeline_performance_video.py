@@ -1,0 +1,192 @@
+"""The transformers task `audio-to-performance-video`: `pipeline(...)` over an [`APVGPipeline`] folder.
+
+>>> import apvg_hf
+>>> from transformers.pipelines import PIPELINE_REGISTRY
+>>> "audio-to-performance-video" in PIPELINE_REGISTRY.get_supported_tasks()
+True
+
+Usage (the embedded default pipeline, offline):
+
+    import apvg_hf
+    from transformers import pipeline
+    pipeline("audio-to-performance-video")("etude.wav", output_path="etude.mp4")
+
+`model=` takes a pipeline folder or a Hub repo id. `transformers.pipeline()` reads the folder's root
+`config.json` (an [`APVGPipelineConfig`], written by `APVGPipeline.save_pretrained`) and then loads the
+whole diffusers pipeline from the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoConfig, PretrainedConfig
+from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
+
+TASK = "audio-to-performance-video"
+DEFAULT_HUB_ID = "apvg-hf/apvg-virtual-pianist"
+
+
+def default_pipeline_path() -> str:
+    """The embedded default pipeline: `$APVG_DEFAULT_PIPELINE`, else the checkout's
+    `pipelines/apvg-virtual-pianist/`, else its Hub id (for installs without the repository)."""
+    env = os.environ.get("APVG_DEFAULT_PIPELINE")
+    if env:
+        return env
+    here = Path(__file__).resolve().parents[2] / "pipelines" / "apvg-virtual-pianist"
+    return str(here) if (here / "model_index.json").is_file() else DEFAULT_HUB_ID
+
+
+class APVGPipelineConfig(PretrainedConfig):
+    """The root `config.json` of a pipeline folder: what `transformers.pipeline()` reads first.
+
+    It names the task and repeats a few facts of the components (for model cards and the Hub UI); the
+    weights and the full component configs live in the component folders.
+
+    >>> APVGPipelineConfig(fps=30.0, resolution=128).model_type
+    'apvg_pipeline'
+    """
+
+    model_type = "apvg_pipeline"
+
+    def __init__(self, fps: float = 30.0, resolution: int = 128, sampling_rate: int = 16000, **kwargs):
+        super().__init__(**kwargs)
+        self.fps, self.resolution, self.sampling_rate = float(fps), int(resolution), int(sampling_rate)
+        self.pipeline_tag = TASK
+        self.pipeline_class = "apvg_hf.APVGPipeline"
+
+    @classmethod
+    def from_pipeline(cls, pipe) -> APVGPipelineConfig:
+        fe = pipe.feature_extractor
+        return cls(fps=fe.fps, resolution=pipe.stu.config.resolution, sampling_rate=fe.sampling_rate)
+
+
+class _PipelineLoader:
+    """What `transformers.pipeline()` calls `from_pretrained` on: loads the whole diffusers pipeline."""
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        from .pipeline_apvg import APVGPipeline
+
+        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if kwargs.get(k)}
+        dtype = kwargs.get("dtype")
+        pipe = APVGPipeline.from_pretrained(path, **hub)
+        if dtype is not None and dtype != "auto":
+            pipe.to(dtype=dtype)
+        return pipe
+
+
+class AudioToPerformanceVideoPipeline(Pipeline):
+    """Audio -> a video of the performer playing it (the transformers face of [`APVGPipeline`]).
+
+    Inputs: a path, a numpy array with `sampling_rate=`, a dict {"array", "sampling_rate"}, or a list of
+    them. Call options: `output_path` (an mp4; for a list, a list of paths or a folder), `fps`,
+    `video_layout` ("frames" | "overlay" | "side-by-side"), `video_size`, `chunk_seconds`, `reference`,
+    `return_frames` (default True). Output: a dict {"video": path or None, "frames": (T, H, W, 3) uint8
+    or None, "keypoints": (T, K, 2), "visibility": (T, K), "fps"} (a list of them for a list).
+    """
+
+    _load_tokenizer = False
+    _load_feature_extractor = False  # the diffusers pipeline carries its own
+    _load_image_processor = False
+    _load_processor = False
+    _load_video_processor = False
+
+    def __init__(self, model, *args, **kwargs):
+        kwargs.setdefault("device", -1 if model.device.type == "cpu" else model.device)
+        super().__init__(model, *args, **kwargs)
+        self.feature_extractor = self.model.feature_extractor
+
+    def _sanitize_parameters(self, sampling_rate=None, output_path=None, return_frames=None, **call):
+        allowed = {"fps", "video_layout", "video_size", "chunk_seconds", "reference", "use_reference_in_khp",
+                   "max_seconds", "show_progress"}  # fmt: skip
+        unknown = set(call) - allowed
+        if unknown:
+            raise TypeError(
+                f"unknown argument(s) {sorted(unknown)}; accepted: {sorted(allowed | {'sampling_rate', 'output_path', 'return_frames'})}"
+            )
+        pre = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
+        fwd = dict(call)
+        if output_path is not None:
+            fwd["output_path"] = output_path
+        if return_frames is not None:
+            fwd["return_frames"] = return_frames
+        return pre, fwd, {}
+
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, list | tuple) and not (len(inputs) and np.isscalar(inputs[0])):
+            paths = kwargs.pop("output_path", None)
+            if paths is not None and not isinstance(paths, list | tuple):
+                folder = Path(paths)
+                folder.mkdir(parents=True, exist_ok=True)
+                paths = [folder / f"{i:04d}.mp4" for i in range(len(inputs))]
+            if paths is not None and len(paths) != len(inputs):
+                raise ValueError(f"{len(inputs)} inputs but {len(paths)} output paths")
+            return [
+                super(AudioToPerformanceVideoPipeline, self).__call__(
+                    x, **kwargs, **({} if paths is None else {"output_path": paths[i]})
+                )
+                for i, x in enumerate(inputs)
+            ]
+        return super().__call__(inputs, **kwargs)
+
+    def preprocess(self, inputs, sampling_rate=None):
+        from .pipeline_apvg import load_audio_input
+
+        if isinstance(inputs, bytes | bytearray):
+            import io
+
+            import soundfile as sf
+
+            try:
+                wave, sr = sf.read(io.BytesIO(inputs), dtype="float32")
+            except RuntimeError as err:
+                raise ValueError(f"cannot decode the audio bytes: {err}") from err
+            return {"audio": wave, "sampling_rate": sr}
+        if isinstance(inputs, np.ndarray) and sampling_rate is None:
+            raise ValueError(
+                "an array input needs sampling_rate=... (or pass {'array': ..., 'sampling_rate': ...})"
+            )
+        wave, sr = load_audio_input(inputs, sampling_rate, max_seconds=None)
+        return {"audio": wave, "sampling_rate": sr}
+
+    def _forward(self, model_inputs, output_path=None, return_frames=True, **call):
+        out = self.model(
+            model_inputs["audio"],
+            sampling_rate=model_inputs["sampling_rate"],
+            output_type="np" if return_frames else None,
+            output_path=output_path,
+            show_progress=call.pop("show_progress", False),
+            **call,
+        )
+        return {
+            "video": None if output_path is None else str(output_path),
+            "frames": out.frames,
+            "keypoints": out.keypoints,
+            "visibility": out.visibility,
+            "fps": out.fps,
+        }
+
+    def postprocess(self, model_outputs):
+        return dict(model_outputs)
+
+    # A pipeline folder holds several models: save the whole diffusers pipeline, not one model.
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        self.model.save_pretrained(save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        return self.model.push_to_hub(repo_id, **kwargs)
+
+
+def register() -> None:
+    """Register the config with AutoConfig and the task with transformers (done by `import apvg_hf`)."""
+    AutoConfig.register(APVGPipelineConfig.model_type, APVGPipelineConfig, exist_ok=True)
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK,
+        pipeline_class=AudioToPerformanceVideoPipeline,
+        pt_model=_PipelineLoader,
+        default={"model": (default_pipeline_path(), None)},
+        type="audio",
+    )
