@@ -1,0 +1,156 @@
+"""`apvg`: the command line.
+
+    apvg generate etude.wav -o etude.mp4 [--model M] [--fps N] [--overlay | --layout side-by-side]
+    apvg info [--model M]
+    apvg push FOLDER OWNER/NAME [--dataset] [--private]
+
+`--model` takes a pipeline folder or a Hub repo id; the default is the embedded pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _load(model: str | None, device: str | None, quiet: bool):
+    from .pipeline_apvg import APVGPipeline
+    from .pipeline_performance_video import default_pipeline_path
+
+    if quiet:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+    pipe = APVGPipeline.from_pretrained(model or default_pipeline_path())
+    pipe.set_progress_bar_config(disable=quiet, desc="generating", unit="chunk")
+    return pipe.to(device) if device else pipe
+
+
+def cmd_generate(args) -> int:
+    import torch
+
+    from .data.audio import load_audio
+
+    audio = Path(args.audio)
+    if not audio.is_file():
+        raise ValueError(f"no such audio file: {audio}")
+    import soundfile as sf
+
+    try:  # check the file before loading the models: bad input fails in a blink
+        info = sf.info(str(audio))
+    except RuntimeError:
+        load_audio(audio)  # raises the clear error
+    if info.frames == 0:
+        raise ValueError(f"cannot load audio {audio}: the file holds no samples")
+    out = args.output or audio.with_suffix(".mp4")
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"the output must be an .mp4 file, got {out}")
+    t0 = time.perf_counter()
+    pipe = _load(args.model, args.device, args.quiet)
+    t1 = time.perf_counter()
+    result = pipe(
+        str(audio),
+        fps=args.fps,
+        chunk_seconds=args.chunk_seconds,
+        output_type=None,  # frames go straight to the file: memory stays flat
+        output_path=out,
+        video_layout="overlay" if args.overlay else args.layout,
+        video_size=args.size,
+        max_seconds=args.max_seconds,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+        show_progress=not args.quiet,
+    )
+    t2 = time.perf_counter()
+    seconds = len(result.keypoints) / result.fps
+    if not args.quiet:
+        print(
+            f"wrote {out}: {len(result.keypoints)} frames at {result.fps:g} fps ({seconds:.1f} s) in "
+            f"{t2 - t1:.1f} s ({seconds / (t2 - t1):.2f}x real time; loading {t1 - t0:.1f} s)"
+        )
+    return 0
+
+
+def cmd_info(args) -> int:
+    pipe = _load(args.model, None, True)
+    fe = pipe.feature_extractor
+    print(f"pipeline: {pipe.name_or_path}")
+    print(f"  features: {fe.feature_size} log-mel bands at {fe.sampling_rate} Hz, {fe.fps:g} fps")
+    for name in ("khp", "stu", "reference"):
+        m = getattr(pipe, name)
+        print(f"  {name}: {type(m).__name__}, {sum(p.numel() for p in m.parameters()):,} parameters")
+    print(f"  output: {pipe.stu.config.resolution}x{pipe.stu.config.resolution} frames")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .hub import push_dataset, push_pipeline_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ValueError(f"no such folder: {folder}")
+    if args.dataset:
+        url = push_dataset(folder, args.repo_id, private=args.private)
+    else:
+        url = push_pipeline_folder(folder, args.repo_id, private=args.private)
+    print(f"pushed {folder} -> {url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="apvg", description="Audio-driven performance video generation.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="audio -> mp4 of the performer playing it")
+    g.add_argument("audio", help="an audio file (wav, flac, ogg, mp3)")
+    g.add_argument("-o", "--output", type=Path, help="the mp4 to write (default: next to the audio)")
+    g.add_argument("--model", help="a pipeline folder or Hub repo id (default: the embedded pipeline)")
+    g.add_argument("--fps", type=float, help="output frame rate (default: the model's)")
+    g.add_argument("--overlay", action="store_true", help="draw the predicted skeleton on the frames")
+    g.add_argument("--layout", choices=["frames", "overlay", "side-by-side"], default="frames",
+                   help="side-by-side: stage 1 (coarse frame + skeleton) | stage 2")  # fmt: skip
+    g.add_argument(
+        "--size", type=int, help="resize the video to SIZE x SIZE per panel (default: the model's)"
+    )
+    g.add_argument("--chunk-seconds", type=float, default=5.0, help="audio per step (memory, not results)")
+    g.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
+    g.add_argument(
+        "--bf16", action="store_true", help="the STU under bfloat16 autocast (~2x faster on AMX CPUs)"
+    )
+    g.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")
+    g.add_argument("-q", "--quiet", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("info", help="what a pipeline holds")
+    i.add_argument("--model", help="a pipeline folder or Hub repo id (default: the embedded pipeline)")
+    i.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("push", help="upload a pipeline folder (or, with --dataset, a dataset) to the Hub")
+    p.add_argument("folder")
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--dataset", action="store_true", help="FOLDER is a dataset from scripts/build_dataset.py")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_push)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "size", None) is not None and (args.size <= 0 or args.size % 2):
+        print("apvg: error: --size must be an even number > 0", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"apvg: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("apvg: interrupted (no partial video was left behind)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
