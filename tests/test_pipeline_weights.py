@@ -59,3 +59,34 @@ def test_committed_stu_renders_the_khp_output():
     assert frames.shape == (30, 3, 128, 128) and torch.isfinite(frames).all()
     assert frames.min() >= 0 and frames.max() <= 1
     assert (frames - reference).abs().mean() < 0.25  # the scene is kept, not repainted from scratch
+
+
+def test_embedded_default_pipeline_loads_every_way():
+    """The one folder: by the task's default, APVGPipeline, each component (+ AutoModel), identically."""
+    from transformers import pipeline
+
+    from apvg_hf import AppearanceReference, APVGPipeline, STUModel, default_pipeline_path
+
+    folder = KHP_DIR.parent
+    assert Path(default_pipeline_path()) == folder
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.parent != folder and f.is_file())
+    assert size < 40 * 2**20  # components: tens of MB at most
+    pipe = APVGPipeline.from_pretrained(folder)
+    task = pipeline("audio-to-performance-video")  # no model: the embedded default
+    t = np.arange(16000) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 261.6 * t) * (t % 0.5 < 0.25)).astype(np.float32)
+    a = pipe(wave, sampling_rate=16000, show_progress=False)
+    b = task(wave, sampling_rate=16000)
+    assert a.frames.shape == (30, 128, 128, 3) and np.array_equal(a.frames, b["frames"])
+    assert 40 < a.frames.mean() < 220 and a.frames.std() > 10  # a picture, not a flat field
+    khp = AutoModel.from_pretrained(folder, subfolder="khp")
+    assert isinstance(khp, KHPModel)
+    for k, v in khp.state_dict().items():
+        assert torch.equal(v, pipe.khp.state_dict()[k]), k
+    for name, cls in [("stu", STUModel), ("reference", AppearanceReference)]:
+        sub = cls.from_pretrained(folder, subfolder=name)
+        for k, v in sub.state_dict().items():
+            assert torch.equal(v, getattr(pipe, name).state_dict()[k]), (name, k)
+    assert APVGFeatureExtractor.from_pretrained(folder, subfolder="feature_extractor").to_dict() == (
+        pipe.feature_extractor.to_dict()
+    )

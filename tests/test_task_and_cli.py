@@ -1,0 +1,167 @@
+"""End to end on tiny random components: the transformers task, streaming mp4 output, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import pipeline
+
+import apvg_hf  # noqa: F401  (registers the task)
+from apvg_hf import AppearanceReference, APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
+from apvg_hf.cli import main as cli
+from apvg_hf.video_io import probe_video, read_audio_track
+from conftest import tiny_khp_config
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def pipe_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
+    stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
+    g = torch.Generator().manual_seed(1)
+    ref = AppearanceReference.from_frame(
+        torch.rand(3, 64, 64, generator=g), torch.rand(56, 2, generator=g), 32
+    )
+    path = tmp_path_factory.mktemp("pipe")
+    APVGPipeline(APVGFeatureExtractor(), khp, stu, ref).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def task(pipe_dir):
+    return pipeline("audio-to-performance-video", model=str(pipe_dir))
+
+
+def tone(seconds=1.0, sr=SR):
+    t = np.arange(int(round(seconds * sr))) / sr
+    return (0.3 * np.sin(2 * np.pi * 440 * t) * (t % 0.4 < 0.2)).astype(np.float32)
+
+
+def test_saved_folder_has_the_task_config(pipe_dir):
+    cfg = json.loads((pipe_dir / "config.json").read_text())
+    assert cfg["model_type"] == "apvg_pipeline" and cfg["resolution"] == 32
+    assert json.loads((pipe_dir / "model_index.json").read_text())["_class_name"] == "APVGPipeline"
+
+
+def test_task_accepts_every_input_form(task, tmp_path):
+    wave = tone(1.0)
+    path = tmp_path / "tone.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    ref = task(wave, sampling_rate=SR)
+    assert ref["frames"].shape == (30, 32, 32, 3) and ref["keypoints"].shape == (30, 56, 2)
+    assert ref["video"] is None and ref["fps"] == 30.0
+    for inputs, kw in [
+        (str(path), {}),
+        (path.read_bytes(), {}),
+        ({"array": wave, "sampling_rate": SR}, {}),
+        (torch.from_numpy(wave), {"sampling_rate": SR}),
+    ]:
+        got = task(inputs, **kw)
+        assert np.abs(got["frames"].astype(int) - ref["frames"].astype(int)).max() <= 1, type(inputs)
+    batch = task([wave, {"array": tone(0.5), "sampling_rate": SR}], sampling_rate=SR)
+    assert [len(b["frames"]) for b in batch] == [30, 15]
+
+
+def test_task_writes_mp4s_and_checks_inputs(task, tmp_path):
+    out = task(tone(2.0, sr=22050), sampling_rate=22050, output_path=tmp_path / "a.mp4", return_frames=False)
+    assert out["frames"] is None and out["video"] == str(tmp_path / "a.mp4")
+    info = probe_video(out["video"])
+    assert info["frames"] == 60 and info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    assert abs(info["duration"] - 2.0) <= 1 / 30 + 0.05
+    outs = task([tone(0.5), tone(1.0)], sampling_rate=SR, output_path=tmp_path / "batch")
+    assert [probe_video(o["video"])["frames"] for o in outs] == [15, 30]
+    with pytest.raises(ValueError, match="sampling_rate"):
+        task(tone())
+    with pytest.raises(TypeError, match="unknown argument"):
+        task(tone(), sampling_rate=SR, colour="red")
+
+
+def test_streaming_file_equals_in_memory_and_fps(pipe_dir, tmp_path):
+    pipe = APVGPipeline.from_pretrained(pipe_dir)
+    wave = tone(3.0)
+    full = pipe(wave, sampling_rate=SR, chunk_seconds=100, show_progress=False)
+    streamed = pipe(
+        wave, sampling_rate=SR, chunk_seconds=0.4, stu_batch=3, output_type=None,
+        output_path=tmp_path / "s.mp4", show_progress=False,
+    )  # fmt: skip
+    assert streamed.frames is None and streamed.coarse_frames is None
+    assert np.abs(streamed.keypoints - full.keypoints).max() <= 1e-4
+    assert probe_video(tmp_path / "s.mp4")["frames"] == 90
+    audio, sr = read_audio_track(tmp_path / "s.mp4")
+    assert sr == SR and abs(len(audio) / sr - 3.0) < 0.1
+    half = pipe(wave, sampling_rate=SR, fps=15, show_progress=False)
+    assert len(half.frames) == 45 and half.fps == 15.0
+    assert np.array_equal(half.frames, full.frames[1::2])  # nearest model frame to each output frame
+
+
+def test_video_layouts_and_size(pipe_dir, tmp_path):
+    pipe = APVGPipeline.from_pretrained(pipe_dir)
+    for layout, width in [("overlay", 64), ("side-by-side", 128)]:
+        out = pipe(tone(0.5), sampling_rate=SR, output_path=tmp_path / f"{layout}.mp4", video_layout=layout,
+                   video_size=64, show_progress=False)  # fmt: skip
+        info = probe_video(tmp_path / f"{layout}.mp4")
+        assert (info["width"], info["height"], info["frames"]) == (width, 64, len(out.frames))
+    with pytest.raises(ValueError, match="video_layout"):
+        pipe(tone(), sampling_rate=SR, video_layout="mosaic", show_progress=False)
+
+
+def test_failure_mid_generation_leaves_no_file(pipe_dir, tmp_path, monkeypatch):
+    pipe = APVGPipeline.from_pretrained(pipe_dir)
+    calls = {"n": 0}
+    forward = pipe.stu.forward
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("out of memory (simulated)")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.stu, "forward", flaky)
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="simulated"):
+        pipe(tone(2.0), sampling_rate=SR, chunk_seconds=0.5, output_path=target, show_progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither the video nor a partial file
+
+
+def test_too_long_audio_is_refused_before_decoding(pipe_dir, tmp_path):
+    pipe = APVGPipeline.from_pretrained(pipe_dir)
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(5 * SR, np.float32), SR)
+    with pytest.raises(ValueError, match="max_seconds"):
+        pipe(path, max_seconds=2, show_progress=False)
+    with pytest.raises(ValueError, match="max_seconds"):
+        pipe(np.zeros(5 * SR, np.float32), sampling_rate=SR, max_seconds=2, show_progress=False)
+
+
+def test_cli_generate(pipe_dir, tmp_path, capsys):
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.stack([tone(1.5, 44100)] * 2, 1), 44100)  # stereo, 44.1 kHz
+    out = tmp_path / "out.mp4"
+    assert cli(["generate", str(wav), "-o", str(out), "--model", str(pipe_dir), "--overlay"]) == 0
+    info = probe_video(out)
+    assert info["frames"] == 45 and info["audio_codec"] == "aac"
+    assert "wrote" in capsys.readouterr().out
+    assert cli(["info", "--model", str(pipe_dir)]) == 0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such audio file"),
+        (lambda p: p.write_bytes(b""), "unreadable"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk"), "unreadable"),
+        (lambda p: sf.write(p, np.zeros(0, np.float32), SR), "no samples"),
+    ],
+    ids=["missing", "empty-file", "corrupt", "zero-length"],
+)
+def test_cli_bad_audio(pipe_dir, tmp_path, capsys, make, message):
+    wav = tmp_path / "bad.wav"
+    make(wav)
+    assert cli(["generate", str(wav), "-o", str(tmp_path / "x.mp4"), "--model", str(pipe_dir), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("apvg: error:") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()
