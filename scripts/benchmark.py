@@ -1,8 +1,16 @@
 #!/usr/bin/env python
 """Speed benchmarks, written as JSON + Markdown (never asserted in tests: machines here are noisy).
 
+    python scripts/benchmark.py [pipeline] --output pipelines/apvg-virtual-pianist/benchmark.json
     python scripts/benchmark.py stu --model pipelines/apvg-virtual-pianist/stu \
         --resolutions 128 256 --output benchmarks/stu_cpu.json
+
+`pipeline` (the default): audio -> mp4 with the whole pipeline (the embedded default unless --model),
+streaming to a file as `apvg generate` does: frames/s and real-time factor (seconds of video per wall
+second) at 128 and 256 (at 256: the same architecture with random weights; speed does not depend on
+the weights) in float32 and under bfloat16 autocast, split by stage (audio decoding, features, KHP,
+heatmaps, STU, encoding), the bf16-vs-fp32 difference of the frames, and the peak resident memory
+of a fresh process for 10, 60 and 300 s of audio (the example audio, repeated).
 
 `stu`: frames per second of STU inference, streaming in chunks with the GRU state carried, batch 1,
 split into heatmap rendering and the network, in float32 and under bfloat16 autocast. At a
@@ -90,6 +98,149 @@ def bench_stu(
     return rows
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "spaces_demo" / "examples"
+
+
+def example_audio(seconds: float, path: Path) -> Path:
+    """`seconds` of the bundled example audio (repeated as needed) -> a wav file."""
+    import numpy as np
+    import soundfile as sf
+
+    from apvg_hf.data.audio import load_audio
+
+    src = sorted(EXAMPLE.glob("*.ogg"))
+    if src:
+        wave, sr = load_audio(src[0])
+    else:  # a plain tone pattern if the examples are missing
+        sr = 16000
+        t = np.arange(4 * sr) / sr
+        wave = (0.3 * np.sin(2 * np.pi * 440 * t) * (t % 0.25 < 0.12)).astype(np.float32)
+    n = int(seconds * sr)
+    sf.write(path, np.resize(wave, n), sr, subtype="FLOAT")
+    return path
+
+
+def _pipeline(model: str | None, resolution: int):
+    from apvg_hf import APVGPipeline, default_pipeline_path
+
+    pipe = APVGPipeline.from_pretrained(model or default_pipeline_path())
+    if resolution != pipe.stu.config.resolution:
+        pipe.register_modules(stu=STUModel.from_config({**pipe.stu.config, "resolution": resolution}).eval())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def bench_pipeline(model: str | None, resolutions: list[int], seconds: float, workdir: Path) -> list[dict]:
+    import numpy as np
+
+    audio = example_audio(seconds, workdir / f"audio_{seconds:g}s.wav")
+    rows, frames = [], {}
+    for res in resolutions:
+        pipe = _pipeline(model, res)
+        for precision in ("fp32", "bf16"):
+            dtype = torch.bfloat16 if precision == "bf16" else None
+            pipe(str(audio), output_type=None, show_progress=False, max_seconds=None)  # warm-up
+            t0 = time.perf_counter()
+            out = pipe(str(audio), output_path=workdir / "bench.mp4", output_type="np", autocast_dtype=dtype)
+            wall = time.perf_counter() - t0
+            n = len(out.keypoints)
+            stages = {k: 1000 * v / n for k, v in pipe.last_timings.items()}
+            frames[(res, precision)] = out.frames
+            rows.append(
+                {
+                    "resolution": res,
+                    "precision": precision,
+                    "seconds_of_audio": seconds,
+                    "frames": n,
+                    "wall_s": wall,
+                    "fps": n / wall,
+                    "real_time_factor": (n / out.fps) / wall,
+                    "ms_per_frame": stages,
+                    "weights": "trained" if res == 128 else "random (same architecture)",
+                }
+            )
+            print(rows[-1])
+        a, b = frames[(res, "fp32")].astype(np.float64), frames[(res, "bf16")].astype(np.float64)
+        mse = ((a - b) ** 2).mean()
+        rows[-1]["bf16_vs_fp32_psnr_db"] = float(10 * np.log10(255**2 / max(mse, 1e-12)))
+        rows[-1]["bf16_vs_fp32_max_abs"] = float(np.abs(a - b).max())
+    return rows
+
+
+def measure_memory(model: str | None, seconds: float, precision: str, workdir: Path) -> dict:
+    """Peak RSS of a fresh process generating `seconds` of video to a file (the CLI's path)."""
+    import subprocess
+
+    audio = example_audio(seconds, workdir / f"mem_{seconds:g}s.wav")
+    code = (
+        "import json, resource, sys, time, torch\n"
+        "import apvg_hf\n"
+        "from apvg_hf import APVGPipeline, default_pipeline_path\n"
+        f"pipe = APVGPipeline.from_pretrained({model!r} or default_pipeline_path())\n"
+        "loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "t = time.perf_counter()\n"
+        f"out = pipe({str(audio)!r}, output_type=None, output_path={str(workdir / 'mem.mp4')!r}, show_progress=False,"
+        f" max_seconds=None, autocast_dtype={'torch.bfloat16' if precision == 'bf16' else None})\n"
+        "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
+        " 'rss_after_loading_mb': loaded, 'wall_s': time.perf_counter() - t, 'frames': len(out.keypoints)}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"memory run failed:\n{proc.stderr[-2000:]}")
+    row = {
+        "seconds_of_audio": seconds,
+        "precision": precision,
+        **json.loads(proc.stdout.strip().splitlines()[-1]),
+    }
+    row["real_time_factor"] = seconds / row["wall_s"]
+    print(row)
+    return row
+
+
+def pipeline_markdown(rows: list[dict], memory: list[dict], meta: dict) -> str:
+    stages = list(rows[0]["ms_per_frame"])
+    lines = [
+        f"Audio -> mp4 with the whole pipeline on {meta['device']} ({meta['threads']} threads), "
+        f"{rows[0]['seconds_of_audio']:g} s of the example audio, streaming to a file. Real-time factor = "
+        "seconds of video per wall second (>= 1: faster than real time). One run; ratios between rows are "
+        "what to compare.",
+        "",
+        "| resolution | precision | frames/s | real-time factor | "
+        + " | ".join(f"{s} ms/frame" for s in stages)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(stages),
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['resolution']} | {r['precision']} | {r['fps']:.1f} | {r['real_time_factor']:.2f} | "
+            + " | ".join(f"{r['ms_per_frame'].get(s, 0):.1f}" for s in stages)
+            + " |"
+        )
+    for r in rows:
+        if "bf16_vs_fp32_psnr_db" in r:
+            lines.append(
+                f"\nAt {r['resolution']}: bf16 frames vs fp32 frames: PSNR {r['bf16_vs_fp32_psnr_db']:.1f} dB, "
+                f"largest difference {r['bf16_vs_fp32_max_abs']:.0f}/255."
+            )
+    if memory:
+        lines += [
+            "",
+            "Peak resident memory of a fresh process (models loaded, then audio -> mp4, "
+            f"{memory[0]['precision']}):",
+            "",
+            "| audio | peak RSS MB | RSS after loading MB | real-time factor |",
+            "|---|---|---|---|",
+        ]
+        for m in memory:
+            lines.append(
+                f"| {m['seconds_of_audio']:g} s | {m['peak_rss_mb']:.0f} | {m['rss_after_loading_mb']:.0f} | "
+                f"{m['real_time_factor']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -118,29 +269,49 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["stu"])
-    ap.add_argument("--model", type=Path, help="STU folder (default: a fresh default STUModel)")
+    ap.add_argument("what", nargs="?", choices=["pipeline", "stu"], default="pipeline")
+    ap.add_argument(
+        "--model", help="pipeline folder (pipeline) or STU folder (stu); default: the embedded one"
+    )
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
-    ap.add_argument("--chunk", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=10.0, help="pipeline: audio length of the speed runs")
+    ap.add_argument("--memory-seconds", type=float, nargs="*", default=[10, 60, 300],
+                    help="pipeline: audio lengths of the memory runs (none: skip)")  # fmt: skip
+    ap.add_argument("--memory-precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--chunk", type=int, default=16, help="stu: frames per chunk")
+    ap.add_argument("--repeats", type=int, default=5, help="stu: timed repeats")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--output", type=Path, required=True, help="results .json (a .md beside it)")
+    ap.add_argument(
+        "--output", type=Path, default=Path("outputs/benchmark.json"), help="results .json (a .md beside it)"
+    )
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
-    rows = bench_stu(args.model, args.resolutions, args.chunk, args.repeats, args.device)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     meta = {
         "device": device,
         "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
         "torch": torch.__version__,
-        "model": str(args.model) if args.model else None,
+        "model": args.model,
     }
-    out = {"meta": meta, "rows": rows}
+    if args.what == "stu":
+        rows = bench_stu(
+            Path(args.model) if args.model else None, args.resolutions, args.chunk, args.repeats, args.device
+        )
+        meta["repeats"] = args.repeats
+        out, md = {"meta": meta, "rows": rows}, markdown(rows, meta)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_pipeline(args.model, args.resolutions, args.seconds, Path(tmp))
+            memory = [
+                measure_memory(args.model, s, args.memory_precision, Path(tmp)) for s in args.memory_seconds
+            ]
+        out, md = {"meta": meta, "rows": rows, "memory": memory}, pipeline_markdown(rows, memory, meta)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(out, indent=2))
-    args.output.with_suffix(".md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+    args.output.with_suffix(".md").write_text(md)
+    print(md)
     return out
 
 
