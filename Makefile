@@ -12,7 +12,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 # wheel). Elsewhere, keep GBs of CUDA packages out: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test test-slow quality format demo dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
+.PHONY: install test test-slow quality format demo preview-data benchmark dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
 	train-stu train-stu-continue train-stu-ablations evaluate-stu evaluate-stu-released benchmark-stu clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -40,9 +40,19 @@ format: $(VENV)/.installed
 	$(PY) -m ruff check --fix src scripts tests
 	$(PY) -m ruff format src scripts tests
 
-## demo: the main job (for now: a virtual-pianist performance with skeleton overlay -> outputs/demo.mp4)
+## demo: the main job: the embedded default pipeline plays the bundled example (Mozart K. 458, in no
+## training split) -> outputs/demo.mp4 (stage 1: coarse frame + skeleton | stage 2: the frames; with the audio)
+DEMO_AUDIO := spaces_demo/examples/mozart_k458_movement1.ogg
 demo: $(VENV)/.installed
-	$(PY) scripts/preview_sample.py --synthesize bach/bwv846 --seconds 20 --output outputs/demo.mp4
+	$(VENV)/bin/apvg generate $(DEMO_AUDIO) -o outputs/demo.mp4 --layout side-by-side --size 256
+
+## preview-data: a virtual-pianist performance with its ground-truth skeleton -> outputs/preview.mp4
+preview-data: $(VENV)/.installed
+	$(PY) scripts/preview_sample.py --synthesize bach/bwv846 --seconds 20 --output outputs/preview.mp4
+
+## benchmark: the whole pipeline (speed by stage, real-time factor, memory for 10/60/300 s)
+benchmark: $(VENV)/.installed
+	$(PY) scripts/benchmark.py --output pipelines/apvg-virtual-pianist/benchmark.json
 
 dataset-small: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py --preset small --output data/virtual_pianist_small

@@ -174,16 +174,18 @@ def measure_memory(model: str | None, seconds: float, precision: str, workdir: P
 
     audio = example_audio(seconds, workdir / f"mem_{seconds:g}s.wav")
     code = (
-        "import json, resource, sys, time, torch\n"
+        "import json, re, sys, time, torch\n"
+        "def hwm():  # this address space's peak RSS (ru_maxrss would carry the parent's over exec)\n"
+        "    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024\n"
         "import apvg_hf\n"
         "from apvg_hf import APVGPipeline, default_pipeline_path\n"
         f"pipe = APVGPipeline.from_pretrained({model!r} or default_pipeline_path())\n"
-        "loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "loaded = hwm()\n"
         "t = time.perf_counter()\n"
         f"out = pipe({str(audio)!r}, output_type=None, output_path={str(workdir / 'mem.mp4')!r}, show_progress=False,"
         f" max_seconds=None, autocast_dtype={'torch.bfloat16' if precision == 'bf16' else None})\n"
-        "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
-        " 'rss_after_loading_mb': loaded, 'wall_s': time.perf_counter() - t, 'frames': len(out.keypoints)}))\n"
+        "print(json.dumps({'peak_rss_mb': hwm(), 'rss_after_loading_mb': loaded, 'wall_s': time.perf_counter() - t,"
+        " 'frames': len(out.keypoints)}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
