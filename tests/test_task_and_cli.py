@@ -165,3 +165,22 @@ def test_cli_bad_audio(pipe_dir, tmp_path, capsys, make, message):
     err = capsys.readouterr().err
     assert err.startswith("apvg: error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_pipeline_benchmark_writes_results(pipe_dir, tmp_path):
+    from conftest import load_script
+
+    out = tmp_path / "bench.json"
+    load_script("benchmark").main(
+        ["--model", str(pipe_dir), "--resolutions", "32", "--seconds", "1", "--repeats", "1"]
+        + ["--memory-seconds", "1", "2", "--output", str(out)]
+    )
+    result = json.loads(out.read_text())
+    assert [(r["resolution"], r["precision"]) for r in result["rows"]] == [(32, "fp32"), (32, "bf16")]
+    row = result["rows"][0]
+    assert row["frames"] == 30 and row["real_time_factor"] > 0
+    assert {"features", "khp", "heatmaps", "stu", "encoding"} <= set(row["ms_per_frame"])
+    assert result["rows"][1]["bf16_vs_fp32_psnr_db"] > 20
+    assert [m["seconds_of_audio"] for m in result["memory"]] == [1, 2]
+    assert all(m["peak_rss_mb"] >= m["rss_after_imports_mb"] > 50 for m in result["memory"])
+    assert "real-time factor" in out.with_suffix(".md").read_text()

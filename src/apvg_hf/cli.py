@@ -15,6 +15,17 @@ import time
 from pathlib import Path
 
 
+def steady_memory() -> None:
+    """glibc: a fixed 1 MiB mmap threshold, so the big tensors of each step go back to the OS when freed
+    instead of fragmenting the heap (peak memory about a third lower and flat in the audio's length; see
+    the benchmark). No-op elsewhere."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+
+
 def _load(model: str | None, device: str | None, quiet: bool):
     from .pipeline_apvg import APVGPipeline
     from .pipeline_performance_video import default_pipeline_path
@@ -33,6 +44,7 @@ def _load(model: str | None, device: str | None, quiet: bool):
 def cmd_generate(args) -> int:
     import torch
 
+    steady_memory()
     from .data.audio import load_audio
 
     audio = Path(args.audio)
