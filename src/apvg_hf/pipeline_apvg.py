@@ -281,7 +281,7 @@ class APVGPipeline(DiffusionPipeline):
         video_size: int | None = None,
         max_seconds: float | None = 3600.0,
         autocast_dtype: torch.dtype | None = None,
-        stu_batch: int = 8,
+        stu_batch: int = 4,
         return_dict: bool = True,
         show_progress: bool = True,
     ) -> APVGPipelineOutput | tuple:
