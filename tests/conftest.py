@@ -39,6 +39,23 @@ def launch_two_processes(script: str, *args: str, timeout: int = 300):
     return proc
 
 
+def tiny_pipeline(seed: int = 0, reference_seed: int = 1):
+    """An APVGPipeline of tiny random components (32x32 frames): KHP and STU from `seed`, the
+    appearance reference from `reference_seed`."""
+    import torch
+
+    from apvg_hf import AppearanceReference, APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
+
+    torch.manual_seed(seed)
+    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
+    stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
+    g = torch.Generator().manual_seed(reference_seed)
+    ref = AppearanceReference.from_frame(
+        torch.rand(3, 64, 64, generator=g), torch.rand(56, 2, generator=g), 32
+    )
+    return APVGPipeline(APVGFeatureExtractor(), khp, stu, ref)
+
+
 def tiny_khp_config(**kw):
     """A KHPConfig small enough for tests that build models in-process."""
     from apvg_hf import KHPConfig

@@ -13,10 +13,10 @@ import transformers
 from huggingface_hub import HfApi, ModelCard, snapshot_download
 
 import apvg_hf  # noqa: F401
+import conftest
 import hub_server
-from apvg_hf import AppearanceReference, APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
+from apvg_hf import APVGPipeline, KHPModel, STUModel
 from apvg_hf.cli import main as cli
-from conftest import tiny_khp_config
 
 local_hub = hub_server.local_hub
 backoff_sleeps = hub_server.backoff_sleeps
@@ -24,14 +24,7 @@ DEFAULT = Path(__file__).parents[1] / "pipelines" / "apvg-virtual-pianist"
 
 
 def tiny_pipeline(seed=0) -> APVGPipeline:
-    torch.manual_seed(seed)
-    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
-    stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
-    g = torch.Generator().manual_seed(seed)
-    ref = AppearanceReference.from_frame(
-        torch.rand(3, 64, 64, generator=g), torch.rand(56, 2, generator=g), 32
-    )
-    return APVGPipeline(APVGFeatureExtractor(), khp, stu, ref)
+    return conftest.tiny_pipeline(seed, reference_seed=seed)
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -7,26 +7,18 @@ import torch
 
 from apvg_hf import (
     AppearanceReference,
-    APVGFeatureExtractor,
     APVGPipeline,
     KHPModel,
     STUModel,
     export_to_video,
 )
 from apvg_hf.video_io import probe_video
-from conftest import tiny_khp_config
+from conftest import tiny_pipeline
 
 
 @pytest.fixture(scope="module")
 def pipe():
-    torch.manual_seed(0)
-    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
-    stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
-    g = torch.Generator().manual_seed(1)
-    reference = AppearanceReference.from_frame(
-        torch.rand(3, 64, 64, generator=g), torch.rand(56, 2, generator=g), 32
-    )
-    return APVGPipeline(APVGFeatureExtractor(), khp, stu, reference)
+    return tiny_pipeline()
 
 
 def tone(seconds=2.0, sr=16000):

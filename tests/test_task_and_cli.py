@@ -9,25 +9,18 @@ import torch
 from transformers import pipeline
 
 import apvg_hf  # noqa: F401  (registers the task)
-from apvg_hf import AppearanceReference, APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
+from apvg_hf import APVGPipeline
 from apvg_hf.cli import main as cli
 from apvg_hf.video_io import probe_video, read_audio_track
-from conftest import tiny_khp_config
+from conftest import tiny_pipeline
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
 def pipe_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    khp = KHPModel(tiny_khp_config(hidden_size=16, intermediate_size=16, coarse_channels=8)).eval()
-    stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32).eval()
-    g = torch.Generator().manual_seed(1)
-    ref = AppearanceReference.from_frame(
-        torch.rand(3, 64, 64, generator=g), torch.rand(56, 2, generator=g), 32
-    )
     path = tmp_path_factory.mktemp("pipe")
-    APVGPipeline(APVGFeatureExtractor(), khp, stu, ref).save_pretrained(path)
+    tiny_pipeline().save_pretrained(path)
     return path
 
 

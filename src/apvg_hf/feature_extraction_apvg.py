@@ -82,7 +82,8 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
         self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
 
     # -- input checks ---------------------------------------------------------------------------------
-    def to_mono(self, waveform) -> np.ndarray:
+    @staticmethod
+    def to_mono(waveform) -> np.ndarray:
         """Any accepted waveform -> (N,) float32 mono; clear errors for what cannot be audio."""
         if hasattr(waveform, "detach"):  # torch tensor
             waveform = waveform.detach().cpu().numpy()

@@ -350,8 +350,8 @@ class APVGPipeline(DiffusionPipeline):
         if output_path is not None:
             from .video_io import VideoWriter
 
-            mono_or_stereo = wave if wave.ndim == 1 else fe.to_mono(wave)
-            writer = VideoWriter(output_path, fps, audio=mono_or_stereo, sampling_rate=sr)
+            mono = wave if wave.ndim == 1 else fe.to_mono(wave)
+            writer = VideoWriter(output_path, fps, audio=mono, sampling_rate=sr)
         keep = output_type is not None
         frames, keypoints, visibility, coarse, state = [], [], [], [], None
         chunk = max(1, int(round(chunk_seconds * model_fps)))
@@ -380,7 +380,8 @@ class APVGPipeline(DiffusionPipeline):
                     state = out.state
                     video.append(out.frames[0].float().cpu())
                     clock.lap("stu")
-                pick = torch.as_tensor(source[(source >= a) & (source < b)] - a)  # this chunk's output frames
+                lo, hi = np.searchsorted(source, [a, b])  # `source` is sorted
+                pick = torch.as_tensor(source[lo:hi] - a)  # this chunk's output frames
                 video = torch.cat(video)[pick]  # (m, 3, R, R) in [0, 1]
                 kp, vis, co = kp[0].cpu()[pick], vis[0].cpu()[pick], co[0].cpu()[pick]
                 if writer is not None and len(pick):
@@ -454,7 +455,7 @@ def export_to_video(
     layout = layout or ("overlay" if overlay else "frames")
     audio = output.audio
     if audio is not None and audio.ndim == 2:
-        audio = APVGFeatureExtractor().to_mono(audio)
+        audio = APVGFeatureExtractor.to_mono(audio)
     with VideoWriter(path, output.fps, audio=audio, sampling_rate=output.sampling_rate, crf=crf) as writer:
         for a in range(0, len(frames), 256):
             b = a + 256
