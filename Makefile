@@ -1,36 +1,65 @@
-# apvg-hf — every target installs what it needs into .venv first.
+# apvg-hf — every target installs what it needs into .venv first, from the committed lock.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
-export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
+LOCK := requirements/lock.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
-# Where torch comes from. Empty: pip's configured index (on the project's machines it serves the CPU
-# wheel). Elsewhere, keep GBs of CUDA packages out: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Where the CPU build of torch (torch==2.13.0+cpu, pinned in the lock) comes from: a local wheel folder
+# (this project's machines have /opt/wheels, also named by $$PIP_FIND_LINKS), or the PyTorch CPU index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(wildcard /opt/wheels))
 TORCH_INDEX ?=
+UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
+	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
-.PHONY: install test test-slow quality format demo preview-data benchmark dataset-small dataset-medium train-khp train-khp-finetune evaluate-khp \
-	train-stu train-stu-continue train-stu-ablations evaluate-stu evaluate-stu-released benchmark-stu clean
+.PHONY: install lock test test-slow test-latest test-wheel quality format demo preview-data benchmark dataset-small \
+	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations \
+	evaluate-stu evaluate-stu-released benchmark-stu clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The environment: exactly the lock (uv installs it in seconds), then this package (editable, no deps).
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PIP) install -q -e ".[dev]"
+	$(VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) $(UV_SOURCES) -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+## lock: re-resolve every dependency (all extras) for this machine kind (Linux x86-64, Python 3.11, CPU torch)
+## into requirements/lock.txt; commit the result after `make test` passes with it
+lock: $(VENV)/.installed
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		-c constraints.txt $(UV_SOURCES) --annotation-style line --no-emit-find-links \
+		--custom-compile-command "make lock" -o $(LOCK) --upgrade
 
 ## test: the default test suite (fast; what CI runs)
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow" -q
 
-## test-slow: the slow tests only (bigger datasets, multi-process runs)
+## test-slow: the slow tests only (multi-process training, signals, benchmarks, the wheel, the browser)
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow -q
+
+## test-latest: the suite against the newest releases pyproject.toml allows (not the lock), in .venv-latest:
+## drift is seen here before it reaches the lock
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q uv==$(UV_VERSION)
+	.venv-latest/bin/uv pip install -q --python .venv-latest/bin/python $(UV_SOURCES) -c constraints.txt \
+		--upgrade --reinstall-package apvg-hf -e ".[dev]"
+	.venv-latest/bin/uv pip freeze --python .venv-latest/bin/python | grep -Ei '^(torch|transformers|diffusers|accelerate|datasets|huggingface.hub|gradio|numpy|av)=' || true
+	.venv-latest/bin/python -m pytest -m "not slow" -q -p no:cacheprovider
+
+## test-wheel: build the wheel, install it into a fresh venv outside the repository, run the README's three
+## lines offline with the embedded default (also part of test-slow)
+test-wheel: $(VENV)/.installed
+	$(PY) -m pytest -m slow -q tests/test_wheel.py
 
 quality: $(VENV)/.installed
 	$(PY) -m ruff check src scripts tests
@@ -117,4 +146,4 @@ benchmark-stu: $(VENV)/.installed
 		--output pipelines/apvg-virtual-pianist/stu_benchmark.json
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest outputs build dist .pytest_cache .ruff_cache

@@ -35,15 +35,31 @@ def test_chunked_equals_one_pass(pipe):
     assert np.abs(one.keypoints - chunked.keypoints).max() <= 1e-4
 
 
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    """Saved and loaded weights are bit for bit the same (names, dtypes, shapes, values)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert sa[name].dtype == sb[name].dtype and torch.equal(sa[name], sb[name]), name
+
+
 def test_save_load_same_output_and_components(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     for sub in ("feature_extractor", "khp", "stu", "reference"):
         assert (tmp_path / sub).is_dir(), sub
     loaded = APVGPipeline.from_pretrained(tmp_path)
+    for name in ("khp", "stu", "reference"):
+        assert_same_weights(getattr(pipe, name), getattr(loaded, name))
     wave = tone(1.0)
     a = pipe(wave, sampling_rate=16000, output_type="pt", show_progress=False).frames
     b = loaded(wave, sampling_rate=16000, output_type="pt", show_progress=False).frames
-    assert torch.equal(a, b)
+    # Outputs: within 1e-5, not bit for bit: a loader may place weights at other memory alignments, and
+    # CPU kernels then take other paths (transformers 5.24 does; differences ~1e-7 were seen).
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    # Saving again gives the same safetensors bytes.
+    loaded.save_pretrained(tmp_path / "again")
+    for sub, name in [("khp", "model.safetensors"), ("stu", "diffusion_pytorch_model.safetensors")]:
+        assert (tmp_path / sub / name).read_bytes() == (tmp_path / "again" / sub / name).read_bytes(), sub
     assert torch.equal(
         STUModel.from_pretrained(tmp_path, subfolder="stu").to_rgb.weight, pipe.stu.to_rgb.weight
     )
@@ -74,13 +90,13 @@ def test_input_forms_agree(pipe, tmp_path):
 def test_bad_inputs_give_clear_errors(pipe, tmp_path):
     with pytest.raises(ValueError, match="sampling_rate is required"):
         pipe(tone(), show_progress=False)
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         pipe(tmp_path / "missing.wav", show_progress=False)
     bad = tmp_path / "corrupt.wav"
     bad.write_bytes(b"RIFF\x00\x00not really audio")
-    with pytest.raises(ValueError, match="unreadable"):
+    with pytest.raises(ValueError, match="not an audio file this package can decode"):
         pipe(bad, show_progress=False)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty"):
         pipe(np.zeros(0, np.float32), sampling_rate=16000, show_progress=False)
     with pytest.raises(ValueError, match="output_type"):
         pipe(tone(), sampling_rate=16000, output_type="gif", show_progress=False)

@@ -144,9 +144,9 @@ def test_cli_generate(pipe_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: None, "no such audio file"),
-        (lambda p: p.write_bytes(b""), "unreadable"),
-        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk"), "unreadable"),
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b""), "the file is empty"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk"), "not an audio file"),
         (lambda p: sf.write(p, np.zeros(0, np.float32), SR), "no samples"),
     ],
     ids=["missing", "empty-file", "corrupt", "zero-length"],

@@ -44,24 +44,18 @@ def _load(model: str | None, device: str | None, quiet: bool):
 def cmd_generate(args) -> int:
     import torch
 
+    from .video_io import audio_duration, check_output_path, load_audio
+
     if args.low_memory:
         steady_memory()
-    from .data.audio import load_audio
-
+    # Bad input fails in a blink, before the models load: the file, then the output path.
     audio = Path(args.audio)
-    if not audio.is_file():
-        raise ValueError(f"no such audio file: {audio}")
-    import soundfile as sf
-
-    try:  # check the file before loading the models: bad input fails in a blink
-        info = sf.info(str(audio))
-    except RuntimeError:
-        load_audio(audio)  # raises the clear error
-    if info.frames == 0:
+    seconds = audio_duration(audio) if audio.is_file() and audio.stat().st_size else None
+    if seconds is None:
+        load_audio(audio)  # raises the clear error (missing, a directory, empty, undecodable), or decodes
+    elif seconds == 0:
         raise ValueError(f"cannot load audio {audio}: the file holds no samples")
-    out = args.output or audio.with_suffix(".mp4")
-    if out.suffix.lower() != ".mp4":
-        raise ValueError(f"the output must be an .mp4 file, got {out}")
+    out = check_output_path(args.output or audio.with_suffix(".mp4"))
     t0 = time.perf_counter()
     pipe = _load(args.model, args.device, args.quiet)
     t1 = time.perf_counter()
@@ -108,7 +102,9 @@ def cmd_push(args) -> int:
     if args.dataset:
         url = push_dataset(folder, args.repo_id, private=args.private)
     else:
-        url = push_pipeline_folder(folder, args.repo_id, private=args.private)
+        from .pipeline_apvg import APVGPipeline
+
+        url = push_pipeline_folder(folder, args.repo_id, APVGPipeline.from_pretrained, private=args.private)
     print(f"pushed {folder} -> {url}")
     return 0
 

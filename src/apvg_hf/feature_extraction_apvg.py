@@ -84,29 +84,13 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
     # -- input checks ---------------------------------------------------------------------------------
     @staticmethod
     def to_mono(waveform) -> np.ndarray:
-        """Any accepted waveform -> (N,) float32 mono; clear errors for what cannot be audio."""
+        """Any accepted waveform -> (N,) float32 mono (integer PCM scaled by its type, channels averaged;
+        see `apvg_hf.video_io.to_float_waveform`); clear errors for what cannot be audio."""
+        from .video_io import to_float_waveform, to_mono
+
         if hasattr(waveform, "detach"):  # torch tensor
-            waveform = waveform.detach().cpu().numpy()
-        x = np.asarray(waveform)
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-            raise ValueError(f"audio must be numeric, got dtype {x.dtype}")
-        x = x.astype(np.float32)
-        if x.ndim == 2:
-            if x.shape[0] <= 8 and x.shape[1] > x.shape[0]:
-                x = x.mean(0)  # (C, N)
-            elif x.shape[1] <= 8 and x.shape[0] > x.shape[1]:
-                x = x.mean(1)  # (N, C)
-            else:
-                raise ValueError(
-                    f"a 2D waveform must be (N, C) or (C, N) with C <= 8 channels, got {x.shape}"
-                )
-        elif x.ndim != 1:
-            raise ValueError(f"a waveform must be 1D (mono) or 2D (multichannel), got shape {x.shape}")
-        if x.size == 0:
-            raise ValueError("the audio is empty (zero samples)")
-        if not np.isfinite(x).all():
-            raise ValueError("the audio contains NaN or infinite samples")
-        return x
+            waveform = waveform.detach().cpu().float().numpy()
+        return to_mono(to_float_waveform(waveform))
 
     def num_frames(self, num_samples: int, sampling_rate: int, fps: float | None = None) -> int:
         """T = ceil(duration * fps), with half a sample of tolerance: a waveform whose length was
@@ -151,11 +135,11 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
                 "Pass sampling_rate= to resample correctly."
             )
             sampling_rate = self.sampling_rate
-        if sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
+        if not (math.isfinite(sampling_rate) and sampling_rate > 0):
+            raise ValueError(f"sampling_rate must be a finite number > 0, got {sampling_rate}")
         fps = float(fps or self.fps)
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a finite number > 0, got {fps}")
         batched = isinstance(raw_audio, list | tuple) and len(raw_audio) > 0 and not np.isscalar(raw_audio[0])
         waves = list(raw_audio) if batched else [raw_audio]
         features = []

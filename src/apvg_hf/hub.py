@@ -3,6 +3,9 @@
 Pulling needs nothing here: `APVGPipeline.from_pretrained("owner/name")`, `KHPModel.from_pretrained(
 "owner/name", subfolder="khp")`, `pipeline("audio-to-performance-video", model="owner/name")`.
 
+This module sits below the models (it imports none of them): each object says what it is through
+`card_kind` ("pipeline", "khp" or "stu") and `card_summary`.
+
 >>> from apvg_hf import STUModel
 >>> card = model_card(STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32), "me/stu")
 >>> card.data.library_name, card.data.pipeline_tag
@@ -38,19 +41,13 @@ def results_tables(folder: str | os.PathLike | None) -> str:
 def model_card(obj, repo_id: str, results: str | None = None, datasets: list[str] | None = None) -> ModelCard:
     """A model card for an `APVGPipeline`, a `KHPModel` or an `STUModel`: metadata (library_name,
     pipeline_tag, tags, datasets) and a body with usage, the components and the evaluation tables."""
-    from .modeling_khp import KHPModel
-    from .modeling_stu import STUModel
-    from .pipeline_apvg import APVGPipeline
-
+    kind = getattr(obj, "card_kind", None)
     results = results_tables(_source_dir(obj)) if results is None else results
-    if isinstance(obj, APVGPipeline):
-        kind, usage = (
-            "pipeline",
-            (
-                "import apvg_hf\nfrom transformers import pipeline\n\n"
-                f'pipeline("audio-to-performance-video", model="{repo_id}")("etude.wav", output_path="etude.mp4")\n\n'
-                f'# or: apvg_hf.APVGPipeline.from_pretrained("{repo_id}")("etude.wav", output_path="etude.mp4")'
-            ),
+    if kind == "pipeline":
+        usage = (
+            "import apvg_hf\nfrom transformers import pipeline\n\n"
+            f'pipeline("audio-to-performance-video", model="{repo_id}")("etude.wav", output_path="etude.mp4")\n\n'
+            f'# or: apvg_hf.APVGPipeline.from_pretrained("{repo_id}")("etude.wav", output_path="etude.mp4")'
         )
         params = {n: sum(p.numel() for p in getattr(obj, n).parameters()) for n in ("khp", "stu")}
         what = (
@@ -61,18 +58,9 @@ def model_card(obj, repo_id: str, results: str | None = None, datasets: list[str
         extra = "\n\n| component | parameters |\n|---|---|\n" + "\n".join(
             f"| {k} | {v:,} |" for k, v in params.items()
         )
-    elif isinstance(obj, KHPModel | STUModel):
-        sub = "khp" if isinstance(obj, KHPModel) else "stu"
+    elif kind in ("khp", "stu"):
         cls = type(obj).__name__
-        kind, what = (
-            sub.upper(),
-            (
-                "Stage 1 of APVG: audio features -> body and hand keypoints, visibility and a coarse video."
-                if sub == "khp"
-                else "Stage 2 of APVG: keypoint heatmaps + coarse frames + an appearance reference -> video frames "
-                "(graph structure module + ConvGRU temporal module)."
-            ),
-        )
+        what = obj.card_summary
         usage = f'import apvg_hf\nfrom apvg_hf import {cls}\n\nmodel = {cls}.from_pretrained("{repo_id}")'
         extra = f"\n\nParameters: {sum(p.numel() for p in obj.parameters()):,}."
     else:
@@ -80,7 +68,7 @@ def model_card(obj, repo_id: str, results: str | None = None, datasets: list[str
     data = ModelCardData(
         library_name="apvg-hf",
         pipeline_tag="other",
-        tags=TAGS + ([] if kind == "pipeline" else [kind.lower()]),
+        tags=TAGS + ([] if kind == "pipeline" else [kind]),
         datasets=datasets or ["apvg-hf/virtual-pianist"],
         license="apache-2.0",
     )
@@ -129,13 +117,12 @@ def push_object(obj, repo_id: str, card: ModelCard, **kwargs) -> str:
         return push_folder(tmp, repo_id, **kwargs)
 
 
-def push_pipeline_folder(folder: str | os.PathLike, repo_id: str, **kwargs) -> str:
+def push_pipeline_folder(folder: str | os.PathLike, repo_id: str, load, **kwargs) -> str:
     """Upload a saved pipeline folder as it is (e.g. `pipelines/apvg-virtual-pianist`), after checking
-    that it loads; its README.md is the model card (one is generated if it has none)."""
-    from .pipeline_apvg import APVGPipeline
-
+    that `load(folder)` loads it (e.g. `APVGPipeline.from_pretrained`: a folder that does not load is
+    not uploaded); its README.md is the model card (one is generated if it has none)."""
     folder = Path(folder)
-    pipe = APVGPipeline.from_pretrained(folder)  # a folder that does not load is not uploaded
+    pipe = load(folder)
     if not (folder / "README.md").is_file():
         with tempfile.TemporaryDirectory() as tmp:
             pipe.save_pretrained(tmp)

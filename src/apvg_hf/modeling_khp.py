@@ -17,8 +17,10 @@ the coarse frames; the weights live in the config.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +30,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_khp import KHPConfig
 from .heatmaps import heatmap_distance
+from .hub import model_card, push_object
 from .skeleton import BONES, HAND_INDICES
 
 _HAND = sorted(i for h in HAND_INDICES.values() for i in h)
@@ -52,6 +55,20 @@ class KHPOutput(ModelOutput):
     coarse_frames: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     loss_terms: torch.FloatTensor | None = None
+
+
+@dataclass
+class KHPPrediction(ModelOutput):
+    """Inference output of [`KHPModel.predict`] (float32, on the CPU).
+
+    Args:
+        keypoints: (B, T, K, 2) in [0, 1]; visibility: (B, T, K) probabilities;
+        coarse_frames: (B, T, 3, s, s) in [0, 1] (None without a coarse head).
+    """
+
+    keypoints: torch.FloatTensor | None = None
+    visibility: torch.FloatTensor | None = None
+    coarse_frames: torch.FloatTensor | None = None
 
 
 class KHPLocalAttention(nn.Module):
@@ -214,6 +231,10 @@ class KHPModel(KHPPreTrainedModel):
     """
 
     loss_names = ("coordinate", "heatmap", "bone", "velocity", "visibility", "coarse")
+    card_kind = "khp"  # for apvg_hf.hub.model_card
+    card_summary = (
+        "Stage 1 of APVG: audio features -> body and hand keypoints, visibility and a coarse video."
+    )
 
     def __init__(self, config: KHPConfig):
         super().__init__(config)
@@ -331,8 +352,6 @@ class KHPModel(KHPPreTrainedModel):
     def push_to_hub(self, repo_id: str, feature_extractor=None, **kwargs) -> str:
         """Upload with a generated model card, and the feature extractor if given (see
         `apvg_hf.hub.push_folder` for the other arguments)."""
-        from .hub import model_card, push_object
-
         return push_object(
             self, repo_id, model_card(self, repo_id), feature_extractor=feature_extractor, **kwargs
         )
@@ -351,6 +370,83 @@ class KHPModel(KHPPreTrainedModel):
             coarse_frames=None if out.coarse_frames is None else out.coarse_frames[:, sl],
             last_hidden_state=out.last_hidden_state[:, sl],
         )
+
+    @torch.no_grad()
+    def iter_predict(
+        self,
+        input_features,
+        reference_keypoints=None,
+        reference_frames=None,
+        chunk_frames: int = 1800,
+    ) -> Iterator[tuple[int, int, KHPPrediction]]:
+        """Inference over any length, chunk by chunk: yields (start, end, prediction of frames [start, end)).
+
+        Each chunk is computed with `config.receptive_field` frames of context each side
+        (`forward_window`), so the concatenated chunks are the one-pass result at bounded memory.
+        `input_features` (T, F) or (B, T, F), a tensor or an array; references (K, 2) / (B, K, 2) and
+        (3, s, s) / (B, 3, s, s) in [0, 1], optional. Runs in the model's dtype and device; the
+        predictions come back as float32 on the CPU.
+        """
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        self.eval()
+        x = self._as_batch(input_features, 3)  # (B, T, F)
+        refs = {}
+        if reference_keypoints is not None:
+            refs["reference_keypoints"] = self._as_batch(reference_keypoints, 3).expand(len(x), -1, -1)
+        if reference_frames is not None:
+            refs["reference_frames"] = self._as_batch(reference_frames, 4).expand(len(x), -1, -1, -1)
+        T = x.shape[1]
+        for a in range(0, T, chunk_frames):
+            b = min(a + chunk_frames, T)
+            o = self.forward_window(x, a, b, **refs)
+            yield (
+                a,
+                b,
+                KHPPrediction(
+                    keypoints=o.keypoints.float().cpu(),  # (B, n, K, 2)
+                    visibility=torch.sigmoid(o.visibility_logits.float()).cpu(),  # (B, n, K)
+                    coarse_frames=None if o.coarse_frames is None else o.coarse_frames.float().cpu(),
+                ),
+            )
+
+    def predict(
+        self, input_features, reference_keypoints=None, reference_frames=None, chunk_frames: int = 1800
+    ):
+        """The whole of `iter_predict` concatenated: a [`KHPPrediction`] of (B, T, ...) tensors.
+
+        >>> import torch
+        >>> from apvg_hf import KHPConfig, KHPModel
+        >>> model = KHPModel(KHPConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16,
+        ...                            coarse_channels=8, coarse_size=16))
+        >>> feats = torch.randn(100, 80)                                      # (T, F)
+        >>> whole, parts = model.predict(feats), model.predict(feats, chunk_frames=7)
+        >>> tuple(whole.keypoints.shape), torch.allclose(whole.keypoints, parts.keypoints, atol=1e-6)
+        ((1, 100, 56, 2), True)
+        """
+        parts = [
+            p
+            for _, _, p in self.iter_predict(
+                input_features, reference_keypoints, reference_frames, chunk_frames
+            )
+        ]
+        if not parts:  # no frames
+            raise ValueError("input_features has no frames")
+
+        def cat(name: str) -> torch.Tensor | None:
+            first = getattr(parts[0], name)
+            return None if first is None else torch.cat([getattr(p, name) for p in parts], 1)
+
+        return KHPPrediction(
+            keypoints=cat("keypoints"), visibility=cat("visibility"), coarse_frames=cat("coarse_frames")
+        )
+
+    def _as_batch(self, x, ndim: int) -> torch.Tensor:
+        """An array or tensor -> a tensor on the model's device and dtype with a leading batch axis."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.array(x, dtype=np.float32))
+        x = x.to(self.device, self.dtype)
+        return x[None] if x.ndim == ndim - 1 else x
 
     def compute_loss(
         self,

@@ -15,6 +15,7 @@ stream any length in chunks and get exactly the one-call result.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .heatmaps import DEFAULT_LIMB_SIGMA, DEFAULT_SIGMA, keypoints_to_heatmaps
+from .hub import model_card, push_object
 from .skeleton import BONES, NUM_KEYPOINTS, adjacency_matrix
 
 
@@ -69,7 +71,7 @@ class GraphStructureModule(nn.Module):
         nodes = torch.einsum("nkhw,nchw->nkc", weights, features)  # (N, K, C) pooled per keypoint
         x = F.silu(self.inp(nodes))
         for layer in self.gcn:
-            x = x + F.silu(layer(self.adjacency @ x))  # (N, K, hidden): message passing along bones
+            x = x + F.silu(layer(self.adjacency.to(x.dtype) @ x))  # (N, K, hidden): message passing along bones
         scattered = torch.einsum("nkhw,nkc->nchw", keypoint_maps, self.out(x))  # back onto the map
         return features + self.fuse(torch.cat([features, scattered], dim=1))
 
@@ -99,6 +101,12 @@ class STUModel(ModelMixin, ConfigMixin):
     >>> tuple(out.frames.shape), tuple(out.state.shape)
     ((1, 4, 3, 32, 32), (1, 16, 8, 8))
     """
+
+    card_kind = "stu"  # for apvg_hf.hub.model_card
+    card_summary = (
+        "Stage 2 of APVG: keypoint heatmaps + coarse frames + an appearance reference -> video frames "
+        "(graph structure module + ConvGRU temporal module)."
+    )
 
     @register_to_config
     def __init__(
@@ -135,8 +143,6 @@ class STUModel(ModelMixin, ConfigMixin):
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload with a generated model card (see `apvg_hf.hub.push_folder` for the arguments)."""
-        from .hub import model_card, push_object
-
         return push_object(self, repo_id, model_card(self, repo_id), **kwargs)
 
     def render_heatmaps(
@@ -213,6 +219,68 @@ class STUModel(ModelMixin, ConfigMixin):
         if not return_dict:
             return frames, state
         return STUOutput(frames=frames, state=state)
+
+    @torch.no_grad()
+    def iter_render(
+        self,
+        keypoints: torch.Tensor | None,
+        visibility: torch.Tensor | None,
+        coarse: torch.Tensor,
+        reference: torch.Tensor,
+        state: torch.Tensor | None = None,
+        batch_frames: int = 4,
+        autocast_dtype: torch.dtype | None = None,
+        heatmaps: torch.Tensor | None = None,
+        clock=None,
+    ) -> Iterator[STUOutput]:
+        """Inference over a clip, `batch_frames` frames per step with the GRU state carried: yields one
+        [`STUOutput`] per step (frames (B, m, 3, R, R) float32 in [0, 1] on the CPU, and the state to
+        pass on). Together they are the one-call result, with the heatmaps of only one step in memory.
+
+        Args:
+            keypoints: (B, n, K, 2) in [0, 1]; visibility: (B, n, K) probabilities or None;
+                or `heatmaps` (B, n, K + L, R, R) rendered already (then both may be None).
+            coarse: (B, n, 3, s, s) in [0, 1]; reference: (B, 3, R, R) in [0, 1].
+            state: the GRU state from the previous call (None: the start of a performance).
+            autocast_dtype: e.g. torch.bfloat16 to run the network under autocast.
+            clock: optional profiler with `lap(name)` ("heatmaps", "stu").
+        """
+        if batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        self.eval()
+        dev, dt = self.device, self.dtype
+        n = (heatmaps if heatmaps is not None else keypoints).shape[1]
+        reference = reference.to(dev, dt)
+        for c in range(0, n, batch_frames):
+            sl = slice(c, c + batch_frames)
+            if heatmaps is not None:
+                maps = heatmaps[:, sl].to(dev, dt)
+            else:
+                vis = None if visibility is None else visibility[:, sl].to(dev)
+                maps = self.render_heatmaps(keypoints[:, sl].to(dev), vis).to(dt)  # (B, m, K + L, R, R)
+            if clock is not None:
+                clock.lap("heatmaps")
+            with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                out = self(maps, coarse[:, sl].to(dev, dt), reference, state=state)
+            state = out.state
+            yield STUOutput(frames=out.frames.float().cpu(), state=state)
+            if clock is not None:
+                clock.lap("stu")
+
+    def render(self, keypoints, visibility, coarse, reference, state=None, batch_frames: int = 4, **kwargs):
+        """The whole of `iter_render` at once: [`STUOutput`] with frames (B, n, 3, R, R) and the last state.
+
+        >>> import torch
+        >>> stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32)
+        >>> kp, co, ref = torch.rand(1, 9, 56, 2), torch.rand(1, 9, 3, 8, 8), torch.rand(1, 3, 32, 32)
+        >>> a, b = stu.render(kp, None, co, ref, batch_frames=9), stu.render(kp, None, co, ref, batch_frames=2)
+        >>> tuple(a.frames.shape), torch.allclose(a.frames, b.frames, atol=1e-5)
+        ((1, 9, 3, 32, 32), True)
+        """
+        outs = list(self.iter_render(keypoints, visibility, coarse, reference, state, batch_frames, **kwargs))
+        if not outs:
+            raise ValueError("nothing to render: no frames")
+        return STUOutput(frames=torch.cat([o.frames for o in outs], 1), state=outs[-1].state)
 
     def _structure(self, features: torch.Tensor, heatmaps: torch.Tensor) -> torch.Tensor:
         K = self.config.num_keypoints

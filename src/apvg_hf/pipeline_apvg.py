@@ -1,20 +1,23 @@
 """APVGPipeline: audio -> video of a performer playing it (KHP, then the STU), as a diffusers pipeline.
 
-audio (path | array | tensor)
-  1. -> mono waveform at its own rate
+audio (path | bytes | array | tensor | {"array", "sampling_rate"})
+  0. check_inputs: every option, and the output path, before any work
+  1. -> mono float32 waveform at its own rate                                      (N,)
   2. -> APVGFeatureExtractor: one log-mel row per video frame                     (T, 80)
   3. -> appearance reference: one frame of the performer in the scene + its keypoints
-  then chunk by chunk (`chunk_seconds`), so memory stays bounded and the result is the one-pass result:
-  4. -> KHPModel with `receptive_field` frames of context each side: keypoints (n, K, 2),
-        visibility (n, K), coarse frames (n, 3, 32, 32)
-  5. -> keypoints_to_heatmaps -> STUModel with the ConvGRU state carried from the previous chunk
-  6. -> frames (T, H, W, 3) uint8, keypoints, visibility, coarse frames; `export_to_video` muxes the audio.
+  then chunk by chunk (`chunk_seconds`), so memory stays flat and the result is the one-pass result:
+  4. -> KHPModel.iter_predict (context each side): keypoints (n, K, 2), visibility (n, K), coarse frames
+  5. -> STUModel.iter_render, a few frames per step, the ConvGRU state carried across steps and chunks;
+        each step's frames go to the mp4 and into the preallocated uint8 output as they come
+  6. -> the mp4 is closed (audio muxed as AAC) and renamed into place; frames (T, H, W, 3) uint8.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,63 +25,16 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin
-from diffusers.configuration_utils import register_to_config
+from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from .configuration_apvg_pipeline import APVGPipelineConfig
 from .feature_extraction_apvg import APVGFeatureExtractor
+from .hub import model_card, push_object
 from .modeling_khp import KHPModel
 from .modeling_stu import STUModel
-from .skeleton import NUM_KEYPOINTS
-
-
-class AppearanceReference(ModelMixin, ConfigMixin):
-    """Who plays, where, seen how: one frame of the performer in the scene and its keypoints.
-
-    A pipeline component (saved in `reference/` like the models), so a pipeline folder carries a
-    default performer; pass another to the pipeline call, or build one with `from_frame`.
-
-    >>> ref = AppearanceReference.from_frame(np.zeros((64, 64, 3), np.uint8), np.full((56, 2), 0.5), resolution=32)
-    >>> tuple(ref.frame.shape), tuple(ref.at(8).shape)
-    ((3, 32, 32), (3, 8, 8))
-    """
-
-    @register_to_config
-    def __init__(self, resolution: int = 128, num_keypoints: int = NUM_KEYPOINTS):
-        super().__init__()
-        self.register_buffer("frame", torch.full((3, resolution, resolution), 0.5))  # (3, R, R) in [0, 1]
-        self.register_buffer("keypoints", torch.full((num_keypoints, 2), 0.5))  # (K, 2) in [0, 1]
-
-    @classmethod
-    def from_frame(cls, frame, keypoints, resolution: int | None = None) -> AppearanceReference:
-        """frame: (H, W, 3) uint8 array, PIL image or (3, H, W) float tensor in [0, 1] (square);
-        keypoints: (K, 2) normalised to that frame."""
-        if isinstance(frame, PIL.Image.Image):
-            frame = np.asarray(frame.convert("RGB"))
-        x = torch.as_tensor(np.asarray(frame))
-        if x.ndim == 3 and x.shape[-1] == 3:
-            x = x.permute(2, 0, 1)
-        if x.ndim != 3 or x.shape[0] != 3 or x.shape[1] != x.shape[2]:
-            raise ValueError(f"the reference frame must be a square RGB image, got shape {tuple(x.shape)}")
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        kp = torch.as_tensor(np.asarray(keypoints), dtype=torch.float32)
-        resolution = resolution or x.shape[-1]
-        ref = cls(resolution=resolution, num_keypoints=kp.shape[0])
-        ref.frame.copy_(_resize(x, resolution))
-        ref.keypoints.copy_(kp)
-        return ref
-
-    def at(self, size: int) -> torch.Tensor:
-        """The frame at size x size, (3, size, size)."""
-        return _resize(self.frame, size)
-
-
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """(3, H, H) -> (3, size, size): area averaging down, bilinear up (both stay within [0, 1])."""
-    if size == image.shape[-1]:
-        return image
-    mode = "area" if size < image.shape[-1] else "bilinear"
-    return F.interpolate(image[None], size=size, mode=mode)[0]
+from .reference import AppearanceReference
+from .video_io import VideoWriter, audio_duration, check_output_path, load_audio, to_float_waveform, to_mono
 
 
 @dataclass
@@ -86,62 +42,101 @@ class APVGPipelineOutput(BaseOutput):
     """Output of [`APVGPipeline`].
 
     Args:
-        frames: (T, H, W, 3) uint8 (`output_type="np"`), T PIL images ("pil") or (T, 3, H, W) float ("pt").
-        keypoints: (T, K, 2) in [0, 1]; visibility: (T, K) probabilities; coarse_frames: (T, 3, s, s).
-        fps, audio (the mono waveform as given), sampling_rate: what `export_to_video` muxes.
+        frames: (T, H, W, 3) uint8 (`output_type="np"`), T PIL images ("pil"), (T, 3, H, W) float32 in
+            [0, 1] ("pt": four times the memory of "np") or None (`output_type=None`).
+        keypoints: (T, K, 2) in [0, 1]; visibility: (T, K) probabilities.
+        coarse_frames: (T, 3, s, s) stage-1 frames: uint8 ("np", "pil"), float32 in [0, 1] ("pt"), or None.
+        fps, audio (the mono float32 waveform), sampling_rate: what `export_to_video` muxes.
+        video: the mp4 written (`output_path`), or None.
     """
 
-    frames: np.ndarray | list | torch.Tensor
+    frames: np.ndarray | list | torch.Tensor | None
     keypoints: np.ndarray | None = None
     visibility: np.ndarray | None = None
-    coarse_frames: np.ndarray | None = None
+    coarse_frames: np.ndarray | torch.Tensor | None = None
     fps: float | None = None
     audio: np.ndarray | None = None
     sampling_rate: int | None = None
+    video: Path | None = None
 
 
 def load_audio_input(
     audio, sampling_rate: int | None = None, max_seconds: float | None = None
 ) -> tuple[np.ndarray, int]:
-    """A path, a numpy array / torch tensor with `sampling_rate`, or {"array", "sampling_rate"} ->
-    (float32 waveform, rate). Multichannel input is kept; the feature extractor averages it.
-    Input longer than `max_seconds` is refused before it is decoded."""
+    """Whatever a user passes as audio -> (mono float32 waveform (N,), sampling rate).
+
+    Accepts a path, the bytes of an audio file, a numpy array / torch tensor / list of samples with
+    `sampling_rate` (integer PCM is scaled by its type; (N, C) or (C, N) multichannel is averaged), or
+    {"array", "sampling_rate"}. Files are decoded by soundfile, else PyAV (m4a, aac, an mp4's audio).
+    Input longer than `max_seconds` is refused before it is decoded. Every problem is a ValueError (or
+    FileNotFoundError / IsADirectoryError for a wrong path) that says what is wrong.
+    """
     if isinstance(audio, dict):
         if "array" not in audio or "sampling_rate" not in audio:
             raise ValueError("an audio dict needs 'array' and 'sampling_rate'")
         audio, sampling_rate = audio["array"], audio["sampling_rate"]
     if isinstance(audio, str | os.PathLike):
-        import soundfile as sf
-
-        from .data.audio import load_audio
-
         path = Path(audio)
         if max_seconds is not None and path.is_file():
-            try:
-                seconds = sf.info(str(path)).duration
-            except RuntimeError:
-                seconds = 0.0  # unreadable: load_audio says why
-            _check_length(seconds, max_seconds, path.name)
-        return load_audio(path, mono=False)
+            seconds = audio_duration(path)  # from the header: nothing decoded yet
+            if seconds is not None:
+                _check_length(seconds, max_seconds, path.name)
+        return load_audio(path, mono=True)
+    if isinstance(audio, bytes | bytearray):
+        wave, sr = load_audio(bytes(audio), mono=True)
+        if max_seconds is not None:
+            _check_length(len(wave) / sr, max_seconds, "the audio")
+        return wave, sr
     if sampling_rate is None:
-        raise ValueError("sampling_rate is required when audio is an array or a tensor")
-    if int(sampling_rate) <= 0:
-        raise ValueError(f"sampling_rate must be > 0, got {sampling_rate}")
+        raise ValueError("sampling_rate is required when audio is an array, a tensor or a list of samples")
+    sr = _check_rate(sampling_rate)
     if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if max_seconds is not None and audio.size:
-        _check_length(max(audio.shape) / int(sampling_rate), max_seconds, "the audio")
-    return audio, int(sampling_rate)
+        audio = audio.detach().cpu()
+        audio = audio.float().numpy() if audio.is_floating_point() else audio.numpy()
+    if isinstance(audio, list | tuple):
+        try:
+            audio = np.asarray(audio)
+        except ValueError as err:
+            raise ValueError(f"a list of audio samples must be numbers: {err}") from err
+    if not isinstance(audio, np.ndarray):
+        raise TypeError(
+            f"audio must be a path, bytes, an array, a tensor, a list of samples or a dict, got {type(audio).__name__}"
+        )
+    wave = to_mono(to_float_waveform(audio))
+    if max_seconds is not None:
+        _check_length(len(wave) / sr, max_seconds, "the audio")
+    return wave, sr
+
+
+def _check_rate(sampling_rate) -> int:
+    try:
+        ok = math.isfinite(float(sampling_rate)) and float(sampling_rate) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or float(sampling_rate) != int(float(sampling_rate)):
+        raise ValueError(f"sampling_rate must be a positive whole number of Hz, got {sampling_rate!r}")
+    return int(float(sampling_rate))
 
 
 def _check_length(seconds: float, max_seconds: float, what: str) -> None:
     if seconds > max_seconds:
         raise ValueError(
-            f"{what} is {seconds:.0f} s long, more than max_seconds={max_seconds:.0f}: cut it, or pass a "
-            "larger max_seconds (memory is flat with output_type=None and output_path=...; time is about "
-            "linear)"
+            f"{what} is {seconds:.1f} s long, more than max_seconds={max_seconds:g}: cut it, or pass a "
+            "larger max_seconds (memory stays flat with output_type=None and output_path=...; time is "
+            "about linear)"
         )
+
+
+def _positive(name: str, value, integer: bool = False, allow_none: bool = True) -> None:
+    """Options must be finite and > 0 (NaN and inf are refused with the option's name)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
 
 
 def _retime(num_model_frames: int, model_fps: float, fps: float, num_out: int) -> np.ndarray:
@@ -150,12 +145,18 @@ def _retime(num_model_frames: int, model_fps: float, fps: float, num_out: int) -
     return np.minimum(idx, num_model_frames - 1)
 
 
+def to_uint8_images(frames: torch.Tensor) -> np.ndarray:
+    """(n, 3, H, W) float in [0, 1] -> (n, H, W, 3) uint8."""
+    return (frames.permute(0, 2, 3, 1) * 255).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 def compose_frames(
     frames: np.ndarray, keypoints, visibility, coarse, layout: str, size: int | None = None
 ) -> np.ndarray:
-    """The video's pictures from one chunk: `layout` "frames" (as generated), "overlay" (the skeleton
+    """The video's pictures from some frames: `layout` "frames" (as generated), "overlay" (the skeleton
     drawn on them) or "side-by-side" (stage 1: the coarse frame upsampled with the skeleton | stage 2);
-    `size`: resize each panel to size x size (bicubic). frames (n, H, W, 3) uint8 -> (n, H', W', 3)."""
+    `size`: resize each panel to size x size (bicubic). frames (n, H, W, 3) uint8 -> (n, H', W', 3);
+    coarse (n, 3, s, s) uint8 or float in [0, 1]."""
     from .skeleton import draw_skeleton
 
     if layout not in ("frames", "overlay", "side-by-side"):
@@ -170,11 +171,10 @@ def compose_frames(
     if layout == "overlay":
         return np.stack([draw_skeleton(f, k, v) for f, k, v in zip(frames, keypoints, visibility)])
     S = frames.shape[1]
-    up = F.interpolate(
-        torch.as_tensor(coarse, dtype=torch.float32), size=S, mode="bilinear", align_corners=False
-    )
-    up = (up.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, S, S, 3)
-    stage1 = np.stack([draw_skeleton(f, k, v) for f, k, v in zip(up, keypoints, visibility)])
+    coarse = torch.as_tensor(np.asarray(coarse))
+    coarse = coarse.float() / 255 if coarse.dtype == torch.uint8 else coarse.float()
+    up = F.interpolate(coarse, size=S, mode="bilinear", align_corners=False).clamp_(0, 1)
+    stage1 = np.stack([draw_skeleton(f, k, v) for f, k, v in zip(to_uint8_images(up), keypoints, visibility)])
     return np.concatenate([stage1, frames], axis=2)
 
 
@@ -195,8 +195,8 @@ class APVGPipeline(DiffusionPipeline):
     r"""Audio -> performance video: `KHPModel` (keypoints, coarse frames) then `STUModel` (frames).
 
     >>> import numpy as np, torch
-    >>> from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel, STUModel
-    >>> from apvg_hf.pipeline_apvg import APVGPipeline, AppearanceReference
+    >>> from apvg_hf import APVGFeatureExtractor, AppearanceReference, KHPConfig, KHPModel, STUModel
+    >>> from apvg_hf.pipeline_apvg import APVGPipeline
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <...>
     >>> khp = KHPModel(KHPConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=16, coarse_size=16,
@@ -204,14 +204,16 @@ class APVGPipeline(DiffusionPipeline):
     >>> stu = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32)
     >>> pipe = APVGPipeline(APVGFeatureExtractor(), khp, stu, AppearanceReference(resolution=32))
     >>> out = pipe(np.zeros(16000, np.float32), sampling_rate=16000, show_progress=False)
-    >>> out.frames.shape, out.keypoints.shape, out.fps
-    ((30, 32, 32, 3), (30, 56, 2), 30.0)
+    >>> out.frames.shape, out.frames.dtype, out.keypoints.shape, out.fps
+    ((30, 32, 32, 3), dtype('uint8'), (30, 56, 2), 30.0)
 
-    Loading: `APVGPipeline.from_pretrained(folder_or_hub_id)`; the embedded default is
-    `apvg_hf.default_pipeline_path()`.
+    Loading: `APVGPipeline.from_pretrained(folder_or_hub_id)` (or `DiffusionPipeline.from_pretrained`
+    after `import apvg_hf`); the embedded default is `apvg_hf.default_pipeline_path()`.
     """
 
     model_cpu_offload_seq = "khp->stu"
+    card_kind = "pipeline"  # for apvg_hf.hub.model_card
+    _optional_components: list[str] = []
 
     def __init__(
         self,
@@ -227,7 +229,8 @@ class APVGPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> APVGPipeline:
         """A pipeline folder, or a Hub repo id (downloaded with `snapshot_download`, then loaded from the
-        local snapshot: diffusers cannot resolve third-party component classes from a repo id)."""
+        local snapshot: diffusers cannot resolve third-party component classes from a repo id).
+        `dtype=` (or the older `torch_dtype=`) loads the models in that precision."""
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
             if path.exists() or str(pretrained_model_name_or_path).count("/") > 1 or path.is_absolute():
@@ -245,27 +248,67 @@ class APVGPipeline(DiffusionPipeline):
         if not (path / "model_index.json").is_file():
             raise ValueError(f"{path} is not an APVG pipeline folder: no model_index.json")
         kwargs.pop("revision", None)
+        if "torch_dtype" in kwargs:  # the older name
+            kwargs["dtype"] = kwargs.pop("torch_dtype")
+        if kwargs.get("dtype") == "auto":
+            kwargs.pop("dtype")
         return super().from_pretrained(path, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """The diffusers layout (model_index.json + one folder a component) plus a root `config.json`, so
         `transformers.pipeline("audio-to-performance-video", model=folder)` loads it too."""
-        push = kwargs.pop("push_to_hub", False)
-        super().save_pretrained(save_directory, **kwargs)
-        from .pipeline_performance_video import APVGPipelineConfig
-
-        APVGPipelineConfig.from_pipeline(self).save_pretrained(save_directory)
-        if push:
+        if kwargs.pop("push_to_hub", False):
             raise ValueError("use APVGPipeline.push_to_hub(repo_id) (it writes the model card)")
+        super().save_pretrained(save_directory, **kwargs)
+        APVGPipelineConfig.from_pipeline(self).save_pretrained(save_directory)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Save to a temporary folder, write a model card, upload (LFS for the weights). Returns the
         commit URL. See `apvg_hf.hub.push_folder` for the keyword arguments."""
-        from .hub import model_card, push_object
-
         return push_object(self, repo_id, model_card(self, repo_id), **kwargs)
 
     # -- generation --------------------------------------------------------------------------------------
+    def check_inputs(
+        self,
+        fps,
+        reference,
+        chunk_seconds,
+        output_type,
+        output_path,
+        video_layout,
+        video_size,
+        max_seconds,
+        autocast_dtype,
+        stu_batch,
+        callback_on_chunk_end,
+    ) -> None:
+        """Every option is checked before anything is decoded or computed: a clear error names it."""
+        if output_type not in ("np", "pil", "pt", None):
+            raise ValueError(f"output_type must be 'np', 'pil', 'pt' or None, got {output_type!r}")
+        _positive("fps", fps)
+        _positive("chunk_seconds", chunk_seconds, allow_none=False)
+        _positive("max_seconds", max_seconds)
+        _positive("stu_batch", stu_batch, integer=True, allow_none=False)
+        _positive("video_size", video_size, integer=True)
+        if video_size is not None and (video_size % 2 or video_size > 4096):
+            raise ValueError(f"video_size must be an even number of pixels up to 4096, got {video_size}")
+        if video_layout not in ("frames", "overlay", "side-by-side"):
+            raise ValueError(
+                f"video_layout must be 'frames', 'overlay' or 'side-by-side', got {video_layout!r}"
+            )
+        if reference is not None and not isinstance(reference, AppearanceReference):
+            raise TypeError(
+                f"reference must be an AppearanceReference (see AppearanceReference.from_frame), got {type(reference).__name__}"
+            )
+        if autocast_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(
+                f"autocast_dtype must be None, torch.bfloat16 or torch.float16, got {autocast_dtype}"
+            )
+        if callback_on_chunk_end is not None and not callable(callback_on_chunk_end):
+            raise TypeError("callback_on_chunk_end must be callable(done_chunks, total_chunks)")
+        if output_path is not None:
+            check_output_path(output_path)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -282,124 +325,116 @@ class APVGPipeline(DiffusionPipeline):
         max_seconds: float | None = 3600.0,
         autocast_dtype: torch.dtype | None = None,
         stu_batch: int = 4,
+        callback_on_chunk_end: Callable[[int, int], None] | None = None,
         return_dict: bool = True,
         show_progress: bool = True,
     ) -> APVGPipelineOutput | tuple:
         r"""
         Args:
-            audio: a file path, a waveform (numpy array or tensor, mono or multichannel) with
+            audio: a file path (anything soundfile or FFmpeg decodes), the file's bytes, a waveform (numpy
+                array, tensor or list of samples; mono or multichannel; float or integer PCM) with
                 `sampling_rate`, or a dict {"array", "sampling_rate"}.
             fps: frame rate of the output (default: the model's, 30). The models run at their own rate;
                 other rates take the nearest model frame.
             reference: the performer and scene to render (default: the pipeline's own).
             use_reference_in_khp: also give KHP the reference's keypoints and coarse frame (it places
                 the body in the scene); False runs KHP on the audio alone.
-            chunk_seconds: audio per step; the result does not depend on it, memory does.
+            chunk_seconds: audio per KHP step; the result does not depend on it.
             output_type: "np" (uint8 (T, H, W, 3)), "pil", "pt" (float (T, 3, H, W) in [0, 1]) or None
-                (frames and coarse frames are not kept: with `output_path`, memory stays flat).
-            output_path: also write an mp4 (H.264 + the audio as AAC) chunk by chunk, atomically.
+                (no frames kept: with `output_path`, memory stays flat however long the audio).
+            output_path: also write an mp4 (H.264 + the audio as AAC) as the frames come, atomically (a
+                failure leaves no file). Checked (suffix .mp4, writable) before any work.
             video_layout, video_size: what the mp4 shows (see `compose_frames`).
-            max_seconds: refuse longer audio (None: no limit).
-            autocast_dtype: e.g. torch.bfloat16: the STU under autocast (about 2x faster on CPUs with AMX;
-                frames differ from float32 by a few levels, see the benchmark).
+            max_seconds: refuse longer audio before decoding it (None: no limit).
+            autocast_dtype: e.g. torch.bfloat16: the STU under autocast (faster on CPUs with AMX/AVX512-bf16;
+                frames differ from float32 by a few levels, see the benchmark). To run the whole pipeline
+                in a precision, load it with `dtype=` instead.
             stu_batch: frames per STU step (the heatmaps of a step are rendered together).
-        """
-        if output_type not in ("np", "pil", "pt", None):
-            raise ValueError(f"output_type must be 'np', 'pil', 'pt' or None, got {output_type!r}")
-        if stu_batch < 1:
-            raise ValueError(f"stu_batch must be >= 1, got {stu_batch}")
-        if chunk_seconds <= 0:
-            raise ValueError(f"chunk_seconds must be positive, got {chunk_seconds}")
-        if fps is not None and fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        if video_layout not in ("frames", "overlay", "side-by-side"):
-            raise ValueError(
-                f"video_layout must be 'frames', 'overlay' or 'side-by-side', got {video_layout!r}"
-            )
+            callback_on_chunk_end: called as `f(done_chunks, total_chunks)` after each chunk (progress bars).
 
-        # 1. Audio: a path, an array or a tensor -> waveform at its own rate.
+        Examples:
+            >>> import apvg_hf  # doctest: +SKIP
+            >>> pipe = apvg_hf.APVGPipeline.from_pretrained(apvg_hf.default_pipeline_path())  # doctest: +SKIP
+            >>> out = pipe("etude.wav", output_path="etude.mp4")  # doctest: +SKIP
+        """
+        # 0. Every option, before any work.
+        self.check_inputs(
+            fps, reference, chunk_seconds, output_type, output_path, video_layout, video_size, max_seconds,
+            autocast_dtype, stu_batch, callback_on_chunk_end,
+        )  # fmt: skip
+
+        # 1. Audio: a path, bytes, an array or a tensor -> mono float32 waveform at its own rate.
         clock = _Stopwatch()
         wave, sr = load_audio_input(audio, sampling_rate, max_seconds)
         clock.lap("audio")
 
         # 2. Features: one log-mel row per model frame; which model frame each output frame shows.
         fe = self.feature_extractor
-        features = fe(wave, sampling_rate=sr)["input_features"][0]  # (T, F)
+        features = fe(wave, sampling_rate=sr)["input_features"][0]  # (T, F) float32
         T, model_fps = len(features), fe.fps
         fps = float(fps or model_fps)
-        T_out = fe.num_frames(max(wave.shape) if wave.ndim else 0, sr, fps)
+        T_out = fe.num_frames(len(wave), sr, fps)
         source = _retime(T, model_fps, fps, T_out)  # (T_out,) model frame of each output frame
-        device = self._execution_device
-        x = torch.as_tensor(features, dtype=torch.float32, device=device)[None]  # (1, T, F)
         clock.lap("features")
 
         # 3. Appearance reference: whose performance, in which scene.
-        ref = (reference if reference is not None else self.reference).to(device)
+        device = self._execution_device
+        ref = reference if reference is not None else self.reference
         res, coarse_size = self.stu.config.resolution, self.khp.config.coarse_size
-        stu_ref = ref.at(res)[None].to(self.stu.dtype)  # (1, 3, R, R)
+        stu_ref = ref.at(res)[None].to(device)  # (1, 3, R, R)
         khp_ref = {}
         if use_reference_in_khp:
-            khp_ref = {
-                "reference_keypoints": ref.keypoints[None].to(device),  # (1, K, 2)
-                "reference_frames": ref.at(coarse_size)[None].to(device),  # (1, 3, s, s)
-            }
+            khp_ref = {"reference_keypoints": ref.keypoints, "reference_frames": ref.at(coarse_size)}
 
-        # 4-5. Chunk by chunk: KHP with context on both sides, then the STU with its state carried;
-        # each chunk's output frames go to the video file as they come.
+        # 4-5. Chunk by chunk: KHP with context on both sides, then the STU a few frames at a time with
+        # its state carried; each step's output frames go to the file and the output as they come.
+        out = _Outputs(output_type, T_out, res, coarse_size)
         writer = None
         if output_path is not None:
-            from .video_io import VideoWriter
-
-            mono = wave if wave.ndim == 1 else fe.to_mono(wave)
-            writer = VideoWriter(output_path, fps, audio=mono, sampling_rate=sr)
-        keep = output_type is not None
-        frames, keypoints, visibility, coarse, state = [], [], [], [], None
+            writer = VideoWriter(output_path, fps, audio=wave, sampling_rate=sr)
         chunk = max(1, int(round(chunk_seconds * model_fps)))
-        starts = range(0, T, chunk)
+        total = math.ceil(T / chunk)
+        state = None
         try:
-            for a in self.progress_bar(starts) if show_progress else starts:
-                b = min(a + chunk, T)
-                k = self.khp.forward_window(x, a, b, **khp_ref)
-                kp = k.keypoints.float()  # (1, n, K, 2)
-                vis = torch.sigmoid(k.visibility_logits.float())  # (1, n, K)
-                co = k.coarse_frames.float()  # (1, n, 3, s, s)
+            chunks = self.khp.iter_predict(features, chunk_frames=chunk, **khp_ref)
+            bar = self.progress_bar(total=total) if show_progress else None
+            for done, (a, _, k) in enumerate(chunks, 1):
                 clock.lap("khp")
-                video = []
-                for c in range(0, b - a, stu_batch):  # a few frames at a time: the maps are big
-                    heatmaps = self.stu.render_heatmaps(kp[:, c : c + stu_batch], vis[:, c : c + stu_batch])
-                    clock.lap("heatmaps")
-                    with torch.autocast(
-                        device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-                    ):
-                        out = self.stu(
-                            heatmaps.to(self.stu.dtype),  # (1, n, K + L, R, R)
-                            co[:, c : c + stu_batch].to(self.stu.dtype),
-                            stu_ref,
-                            state=state,
-                        )
-                    state = out.state
-                    video.append(out.frames[0].float().cpu())
-                    clock.lap("stu")
-                lo, hi = np.searchsorted(source, [a, b])  # `source` is sorted
-                pick = torch.as_tensor(source[lo:hi] - a)  # this chunk's output frames
-                video = torch.cat(video)[pick]  # (m, 3, R, R) in [0, 1]
-                kp, vis, co = kp[0].cpu()[pick], vis[0].cpu()[pick], co[0].cpu()[pick]
-                if writer is not None and len(pick):
-                    pictures = (video.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-                    writer.write(
-                        compose_frames(
-                            pictures, kp.numpy(), vis.numpy(), co.numpy(), video_layout, video_size
-                        )
-                    )
-                clock.lap("encoding")
-                if keep:
-                    frames.append(video)
-                    coarse.append(co)
-                keypoints.append(kp)
-                visibility.append(vis)
+                kp, vis, co = (
+                    k.keypoints,
+                    k.visibility,
+                    k.coarse_frames,
+                )  # (1, n, K, 2) (1, n, K) (1, n, 3, s, s)
+                steps = self.stu.iter_render(
+                    kp, vis, co, stu_ref, state=state, batch_frames=stu_batch, autocast_dtype=autocast_dtype,
+                    clock=clock,
+                )  # fmt: skip
+                c = a
+                for step in steps:
+                    state, m = step.state, step.frames.shape[1]
+                    lo, hi = np.searchsorted(source, [c, c + m])  # `source` is sorted
+                    pick = source[lo:hi] - a  # this step's output frames, as indices into the chunk
+                    if len(pick):
+                        frames = step.frames[0][torch.as_tensor(pick - (c - a))]  # (m', 3, R, R) in [0, 1]
+                        sel = (kp[0][pick], vis[0][pick], co[0][pick])
+                        pictures = out.put(lo, frames, *sel)
+                        if writer is not None:
+                            composed = compose_frames(
+                                pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(), video_layout, video_size
+                            )  # fmt: skip
+                            writer.write(composed)
+                        clock.lap("encoding")
+                    c += m
+                if bar is not None:
+                    bar.update()
+                if callback_on_chunk_end is not None:
+                    callback_on_chunk_end(done, total)
+            if bar is not None:
+                bar.close()
             # 6. The video file: flush, mux the audio, publish.
+            video = None
             if writer is not None:
-                writer.close()
+                video = writer.close()
                 clock.lap("encoding")
         except BaseException:
             if writer is not None:
@@ -407,30 +442,53 @@ class APVGPipeline(DiffusionPipeline):
             raise
 
         # 7. Output.
-        out_frames = out_coarse = None
-        if keep:
-            video = torch.cat(frames)  # (T_out, 3, R, R) in [0, 1]
-            out_coarse = torch.cat(coarse).numpy()
-            if output_type == "pt":
-                out_frames = video
-            else:
-                out_frames = (video.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-                if output_type == "pil":
-                    out_frames = [PIL.Image.fromarray(f) for f in out_frames]
-        result = (
-            out_frames,
-            torch.cat(keypoints).numpy(),
-            torch.cat(visibility).numpy(),
-            out_coarse,
-            fps,
-            wave,
-            sr,
-        )
+        result = (*out.result(), fps, wave, sr, video)
         self.last_timings = clock.laps  # seconds per stage, for benchmarks and the CLI
         self.maybe_free_model_hooks()
         if not return_dict:
             return result
         return APVGPipelineOutput(*result)
+
+
+class _Outputs:
+    """The pipeline's outputs, preallocated and filled step by step (no list of chunks, no second copy):
+    frames as uint8 unless `output_type="pt"`, none at all for `output_type=None`."""
+
+    def __init__(self, output_type: str | None, T: int, res: int, coarse_size: int):
+        self.output_type = output_type
+        self.keypoints: np.ndarray | None = None
+        self.visibility: np.ndarray | None = None
+        self.frames = self.coarse = None
+        if output_type == "pt":
+            self.frames = torch.empty(T, 3, res, res)
+            self.coarse = torch.empty(T, 3, coarse_size, coarse_size)
+        elif output_type is not None:
+            self.frames = np.empty((T, res, res, 3), np.uint8)
+            self.coarse = np.empty((T, 3, coarse_size, coarse_size), np.uint8)
+        self.T = T
+
+    def put(self, at: int, frames: torch.Tensor, keypoints, visibility, coarse) -> np.ndarray:
+        """Store output frames [at, at + n): frames (n, 3, R, R) float; returns them as uint8 (n, R, R, 3)."""
+        n = len(frames)
+        if self.keypoints is None:
+            self.keypoints = np.empty((self.T, *keypoints.shape[1:]), np.float32)
+            self.visibility = np.empty((self.T, *visibility.shape[1:]), np.float32)
+        self.keypoints[at : at + n] = keypoints.numpy()
+        self.visibility[at : at + n] = visibility.numpy()
+        pictures = to_uint8_images(frames)
+        if self.output_type == "pt":
+            self.frames[at : at + n] = frames
+            self.coarse[at : at + n] = coarse
+        elif self.output_type is not None:
+            self.frames[at : at + n] = pictures
+            self.coarse[at : at + n] = (coarse * 255).round_().clamp_(0, 255).to(torch.uint8).numpy()
+        return pictures
+
+    def result(self) -> tuple:
+        frames = self.frames
+        if self.output_type == "pil":
+            frames = [PIL.Image.fromarray(f) for f in frames]
+        return frames, self.keypoints, self.visibility, self.coarse
 
 
 def export_to_video(
@@ -445,17 +503,16 @@ def export_to_video(
     `layout`: "frames", "overlay" (= `overlay=True`) or "side-by-side" (see `compose_frames`); `size`
     resizes the frames. Needs `output_type="np"` frames; for long audio pass `output_path=` to the
     pipeline instead (it streams)."""
-    from .video_io import VideoWriter
-
     frames = output.frames
     if frames is None or not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.dtype != np.uint8:
         raise ValueError(
             "export_to_video needs uint8 (T, H, W, 3) frames: call the pipeline with output_type='np'"
         )
+    check_output_path(path)
     layout = layout or ("overlay" if overlay else "frames")
     audio = output.audio
     if audio is not None and audio.ndim == 2:
-        audio = APVGFeatureExtractor.to_mono(audio)
+        audio = to_mono(audio)
     with VideoWriter(path, output.fps, audio=audio, sampling_rate=output.sampling_rate, crf=crf) as writer:
         for a in range(0, len(frames), 256):
             b = a + 256

@@ -22,45 +22,31 @@ import os
 from pathlib import Path
 
 import numpy as np
-from transformers import AutoConfig, PretrainedConfig
+from transformers import AutoConfig
 from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 
-TASK = "audio-to-performance-video"
+from .configuration_apvg_pipeline import TASK, APVGPipelineConfig
+
 DEFAULT_HUB_ID = "apvg-hf/apvg-virtual-pianist"
+DEFAULT_NAME = "apvg-virtual-pianist"
 
 
 def default_pipeline_path() -> str:
-    """The embedded default pipeline: `$APVG_DEFAULT_PIPELINE`, else the checkout's
-    `pipelines/apvg-virtual-pianist/`, else its Hub id (for installs without the repository)."""
+    """Where the embedded default pipeline is, in this order:
+
+    1. `$APVG_DEFAULT_PIPELINE` (a folder or a Hub id), if set;
+    2. the copy inside the installed package (`apvg_hf/default_pipeline/`: wheels carry it);
+    3. the checkout's `pipelines/apvg-virtual-pianist/` (an editable install);
+    4. the Hub id `apvg-hf/apvg-virtual-pianist` (an install that has neither).
+    """
     env = os.environ.get("APVG_DEFAULT_PIPELINE")
     if env:
         return env
-    here = Path(__file__).resolve().parents[2] / "pipelines" / "apvg-virtual-pianist"
-    return str(here) if (here / "model_index.json").is_file() else DEFAULT_HUB_ID
-
-
-class APVGPipelineConfig(PretrainedConfig):
-    """The root `config.json` of a pipeline folder: what `transformers.pipeline()` reads first.
-
-    It names the task and repeats a few facts of the components (for model cards and the Hub UI); the
-    weights and the full component configs live in the component folders.
-
-    >>> APVGPipelineConfig(fps=30.0, resolution=128).model_type
-    'apvg_pipeline'
-    """
-
-    model_type = "apvg_pipeline"
-
-    def __init__(self, fps: float = 30.0, resolution: int = 128, sampling_rate: int = 16000, **kwargs):
-        super().__init__(**kwargs)
-        self.fps, self.resolution, self.sampling_rate = float(fps), int(resolution), int(sampling_rate)
-        self.pipeline_tag = TASK
-        self.pipeline_class = "apvg_hf.APVGPipeline"
-
-    @classmethod
-    def from_pipeline(cls, pipe) -> APVGPipelineConfig:
-        fe = pipe.feature_extractor
-        return cls(fps=fe.fps, resolution=pipe.stu.config.resolution, sampling_rate=fe.sampling_rate)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "default_pipeline", here.parents[1] / "pipelines" / DEFAULT_NAME):
+        if (candidate / "model_index.json").is_file():
+            return str(candidate)
+    return DEFAULT_HUB_ID
 
 
 class _PipelineLoader:
@@ -71,11 +57,10 @@ class _PipelineLoader:
         from .pipeline_apvg import APVGPipeline
 
         hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if kwargs.get(k)}
-        dtype = kwargs.get("dtype")
-        pipe = APVGPipeline.from_pretrained(path, **hub)
+        dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
         if dtype is not None and dtype != "auto":
-            pipe.to(dtype=dtype)
-        return pipe
+            hub["dtype"] = dtype
+        return APVGPipeline.from_pretrained(path, **hub)
 
 
 class AudioToPerformanceVideoPipeline(Pipeline):
@@ -94,6 +79,8 @@ class AudioToPerformanceVideoPipeline(Pipeline):
     _load_processor = False
     _load_video_processor = False
 
+    _max_seconds: float | None = 3600.0
+
     def __init__(self, model, *args, **kwargs):
         kwargs.setdefault("device", -1 if model.device.type == "cpu" else model.device)
         super().__init__(model, *args, **kwargs)
@@ -101,22 +88,35 @@ class AudioToPerformanceVideoPipeline(Pipeline):
 
     def _sanitize_parameters(self, sampling_rate=None, output_path=None, return_frames=None, **call):
         allowed = {"fps", "video_layout", "video_size", "chunk_seconds", "reference", "use_reference_in_khp",
-                   "max_seconds", "show_progress"}  # fmt: skip
+                   "max_seconds", "show_progress", "autocast_dtype", "callback_on_chunk_end"}  # fmt: skip
         unknown = set(call) - allowed
         if unknown:
             raise TypeError(
                 f"unknown argument(s) {sorted(unknown)}; accepted: {sorted(allowed | {'sampling_rate', 'output_path', 'return_frames'})}"
             )
         pre = {} if sampling_rate is None else {"sampling_rate": sampling_rate}
+        self._max_seconds = call.get("max_seconds", 3600.0)  # checked before decoding, as the pipeline does
         fwd = dict(call)
         if output_path is not None:
+            if isinstance(output_path, str | os.PathLike):
+                from .video_io import check_output_path
+
+                check_output_path(output_path)  # before the audio is decoded
             fwd["output_path"] = output_path
         if return_frames is not None:
             fwd["return_frames"] = return_frames
         return pre, fwd, {}
 
     def __call__(self, inputs, **kwargs):
-        if isinstance(inputs, list | tuple) and not (len(inputs) and np.isscalar(inputs[0])):
+        if isinstance(inputs, list | tuple) and len(inputs) == 0:
+            raise ValueError(
+                "no inputs: pass an audio (path, bytes, array, dict) or a non-empty list of them"
+            )
+        if isinstance(inputs, list | tuple) and all(
+            isinstance(x, int | float | np.number) and not isinstance(x, bool) for x in inputs
+        ):
+            inputs = np.asarray(inputs, dtype=np.float32)  # a list of samples is one waveform
+        if isinstance(inputs, list | tuple):
             paths = kwargs.pop("output_path", None)
             if paths is not None and not isinstance(paths, list | tuple):
                 folder = Path(paths)
@@ -135,21 +135,11 @@ class AudioToPerformanceVideoPipeline(Pipeline):
     def preprocess(self, inputs, sampling_rate=None):
         from .pipeline_apvg import load_audio_input
 
-        if isinstance(inputs, bytes | bytearray):
-            import io
-
-            import soundfile as sf
-
-            try:
-                wave, sr = sf.read(io.BytesIO(inputs), dtype="float32")
-            except RuntimeError as err:
-                raise ValueError(f"cannot decode the audio bytes: {err}") from err
-            return {"audio": wave, "sampling_rate": sr}
         if isinstance(inputs, np.ndarray) and sampling_rate is None:
             raise ValueError(
                 "an array input needs sampling_rate=... (or pass {'array': ..., 'sampling_rate': ...})"
             )
-        wave, sr = load_audio_input(inputs, sampling_rate, max_seconds=None)
+        wave, sr = load_audio_input(inputs, sampling_rate, max_seconds=self._max_seconds)
         return {"audio": wave, "sampling_rate": sr}
 
     def _forward(self, model_inputs, output_path=None, return_frames=True, **call):

@@ -1,4 +1,9 @@
-"""Video I/O with PyAV (FFmpeg bundled in its wheels): H.264 mp4 with an AAC audio track.
+"""Audio and video I/O, the one place for both (inference and the data builders import it from here).
+
+- Audio files: soundfile (WAV, FLAC, OGG, MP3), with PyAV (FFmpeg, bundled in its wheels) for what
+  soundfile cannot read (m4a/aac, the audio track of an mp4/mov/webm ...); `load_audio`, `save_audio`.
+- Waveforms from users: `to_float_waveform` (integer PCM scaled by its type, channels-last).
+- Video: H.264 mp4 with an AAC audio track, streamed (`VideoWriter`), read back (`read_video`).
 
 >>> import numpy as np, tempfile, os
 >>> frames = np.zeros((30, 64, 64, 3), dtype=np.uint8)
@@ -15,11 +20,230 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+# Sampling rates the AAC encoder takes; other rates are resampled to the nearest of these for muxing.
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+VIDEO_SUFFIXES = (".mp4",)
+
+
+# ------------------------------------------------------------------------------------------------ audio
+
+
+class TruncatedAudioWarning(UserWarning):
+    """The file's header promises more audio than the file holds (an interrupted copy or download)."""
+
+
+def to_float_waveform(audio, what: str = "the audio") -> np.ndarray:
+    """A waveform from a user -> float32, channels last: (N,) mono or (N, C).
+
+    Integer PCM is scaled by its type (int16 / 32768, int32 / 2**31, uint8 centred on 128), floats are
+    taken as they are (-1..1). 2D arrays are (N, C) as soundfile gives them, or (C, N) when the first
+    axis is the shorter one and has at most 8 entries.
+
+    >>> to_float_waveform(np.array([0, 16384, -32768], np.int16)).tolist()
+    [0.0, 0.5, -1.0]
+    >>> to_float_waveform(np.zeros((2, 100))).shape
+    (100, 2)
+    """
+    a = np.asarray(audio)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.number)) or np.iscomplexobj(a):
+        raise ValueError(f"{what} must be a real-valued numeric array, got dtype {a.dtype}")
+    if a.ndim == 0 or a.ndim > 2:
+        raise ValueError(f"{what} must be 1D (samples) or 2D (samples x channels), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (no samples)")
+    if np.issubdtype(a.dtype, np.unsignedinteger):
+        half = float(np.iinfo(a.dtype).max // 2 + 1)
+        a = (a.astype(np.float64) - half) / half
+    elif np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float64) / float(-np.iinfo(a.dtype).min)
+    a = a.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what} contains NaN or inf samples")
+    if a.ndim == 2 and a.shape[0] < a.shape[1] and a.shape[0] <= 8:
+        a = a.T  # (C, N) -> (N, C)
+    return a
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """(N,) or (N, C) -> (N,) float32, channels averaged."""
+    return audio if audio.ndim == 1 else audio.mean(axis=1, dtype=np.float32)
+
+
+def _check_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot load {what} {path}: it is a directory, not a file")
+    if not path.exists():
+        raise FileNotFoundError(f"cannot load {what} {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"cannot load {what} {path}: the file is empty (0 bytes)")
+
+
+def audio_duration(path: str | os.PathLike) -> float | None:
+    """Seconds of audio a file says it holds (from its header: nothing is decoded); None if unknown."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(path)).duration)
+    except (RuntimeError, OSError):
+        pass
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            s = container.streams.audio[0]
+            if s.duration is not None and s.time_base is not None:
+                return float(s.duration * s.time_base)
+            return float(container.duration / av.time_base) if container.duration else None
+    except (av.FFmpegError, OSError, ValueError):
+        return None
+
+
+def _truncation(info_text: str) -> tuple[int, int] | None:
+    """libsndfile's report of a short data chunk: 'data : 64000 (should be 31978)' -> (64000, 31978)."""
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info_text, re.MULTILINE)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _source(source):
+    """A path (str) or an in-memory file for soundfile and PyAV."""
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source)
+
+
+def _read_soundfile(path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(_source(path)) as f:
+        sr, extra = int(f.samplerate), f.extra_info
+        audio = f.read(dtype="float32", always_2d=True)  # (N, C)
+    if (short := _truncation(extra)) is not None:
+        promised, present = short
+        warnings.warn(
+            f"{'the audio' if isinstance(path, bytes | bytearray) else path} is truncated: its header promises {promised:,} bytes of audio but the file holds "
+            f"{present:,} ({100 * (1 - present / promised):.0f}% missing); using the "
+            f"{len(audio) / sr:.2f} s that are there",
+            TruncatedAudioWarning,
+            stacklevel=3,
+        )
+    return audio, sr
+
+
+def _read_pyav(path) -> tuple[np.ndarray, int]:
+    """The first audio stream of anything FFmpeg reads (m4a, aac, mp4, webm, ...) -> (N, C) float32."""
+    chunks = []
+    with av.open(_source(path)) as container:
+        if not container.streams.audio:
+            raise ValueError("it has no audio stream")
+        stream = container.streams.audio[0]
+        sr = int(stream.rate or stream.codec_context.sample_rate)
+        channels = max(1, min(2, stream.codec_context.channels or 1))
+        layout = "mono" if channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)
+        for frame in container.decode(stream):
+            chunks += [f.to_ndarray() for f in resampler.resample(frame)]
+        chunks += [f.to_ndarray() for f in resampler.resample(None)]
+    if not chunks:
+        return np.zeros((0, channels), np.float32), sr
+    return np.concatenate(chunks, axis=1).T.astype(np.float32), sr  # (C, N) -> (N, C)
+
+
+def load_audio(
+    path: str | os.PathLike | bytes, target_sr: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
+    """Read an audio file (a path, or its bytes) as float32: `mono` -> (n,) (channels averaged), else (n, channels); resampled
+    to `target_sr` if given (soxr). Returns (audio, sampling_rate).
+
+    soundfile reads WAV/FLAC/OGG/MP3; anything else FFmpeg decodes (m4a, aac, an mp4's audio track) goes
+    through PyAV. A truncated file is read as far as it goes, with a `TruncatedAudioWarning` saying how
+    much is missing. Raises FileNotFoundError / IsADirectoryError for a wrong path, ValueError naming the
+    file if it is empty, unreadable, holds no samples or contains NaN/inf samples.
+    """
+    import soundfile as sf
+
+    if isinstance(path, bytes | bytearray):
+        if not path:
+            raise ValueError("cannot load audio from bytes: there are none (0 bytes)")
+    else:
+        path = Path(path)
+        _check_file(path, "audio")
+    name = "the audio bytes" if isinstance(path, bytes | bytearray) else path
+    try:
+        audio, sr = _read_soundfile(path)
+    except (sf.LibsndfileError, RuntimeError) as sf_err:
+        try:
+            audio, sr = _read_pyav(path)
+        except (av.FFmpegError, ValueError, OSError) as av_err:
+            raise ValueError(
+                f"cannot load audio {name}: not an audio file this package can decode "
+                f"(soundfile: {sf_err}; FFmpeg: {av_err})"
+            ) from av_err
+    if audio.size == 0:
+        raise ValueError(f"cannot load audio {name}: the file holds no samples")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError(f"cannot load audio {name}: it contains NaN or inf samples")
+    if target_sr is not None and target_sr != sr:
+        import soxr
+
+        audio, sr = soxr.resample(audio, sr, target_sr).astype(np.float32), int(target_sr)
+    return (to_mono(audio) if mono else audio), int(sr)
+
+
+def save_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
+    """Write `audio` ((n,) or (n, channels), float in -1..1) to `path` (format from the suffix: .wav, .flac),
+    atomically. Raises ValueError for empty or non-finite audio."""
+    path = Path(path)
+    audio = np.asarray(audio)
+    if audio.size == 0:
+        raise ValueError(f"refusing to write {path}: the audio is empty")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError(f"refusing to write {path}: the audio contains NaN or inf samples")
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    sf.write(str(tmp), audio, int(sr), format=path.suffix.lstrip(".").upper() or None)
+    os.replace(tmp, path)
+    return path
+
+
+def aac_rate(sampling_rate: int) -> int:
+    """The AAC rate to mux audio of `sampling_rate` at: itself if AAC takes it, else the nearest above
+    (or 96 kHz).
+
+    >>> aac_rate(16000), aac_rate(10000), aac_rate(1000), aac_rate(192000)
+    (16000, 11025, 8000, 96000)
+    """
+    return next((r for r in AAC_RATES if r >= sampling_rate), AAC_RATES[-1])
+
+
+# ------------------------------------------------------------------------------------------------ video
+
+
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = VIDEO_SUFFIXES) -> Path:
+    """Check before any work is done that a video can be written at `path`: the right suffix, not a
+    directory, a folder that exists or can be made and is writable. Returns the path."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"output_path must end in {' or '.join(suffixes)} (an H.264 + AAC mp4 is written), got {str(path)!r}"
+        )
+    if path.is_dir():
+        raise IsADirectoryError(f"output_path {path} is a directory; give a file name ending in .mp4")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write output_path {path}: {err.strerror or err}") from err
+    return path
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -81,8 +305,8 @@ class VideoWriter:
             raise ValueError("sampling_rate is required with audio")
         if pix_fmt not in ("yuv420p", "yuv444p"):
             raise ValueError(f"pix_fmt must be 'yuv420p' or 'yuv444p', got {pix_fmt!r}")
-        if fps <= 0:
-            raise ValueError(f"fps must be > 0, got {fps}")
+        if not (np.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a finite number > 0, got {fps}")
         self.fps, self.crf, self.pix_fmt, self.preset, self.audio_bitrate = (
             fps,
             crf,
@@ -90,6 +314,18 @@ class VideoWriter:
             preset,
             audio_bitrate,
         )
+        self.audio = None if audio is None else to_float_waveform(audio)
+        if self.audio is not None and self.audio.ndim == 1:
+            self.audio = self.audio[:, None]  # (N, C)
+        if self.audio is not None and self.audio.shape[1] > 2:
+            self.audio = self.audio.mean(axis=1, keepdims=True, dtype=np.float32)
+        self.sampling_rate = None if sampling_rate is None else int(sampling_rate)
+        if self.audio is not None and aac_rate(self.sampling_rate) != self.sampling_rate:
+            import soxr  # AAC takes a fixed set of rates: resample the track to the nearest one above
+
+            rate = aac_rate(self.sampling_rate)
+            self.audio = soxr.resample(self.audio, self.sampling_rate, rate).astype(np.float32)
+            self.sampling_rate = rate
         self.path = None if isinstance(path, io.IOBase) else Path(path)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,13 +333,11 @@ class VideoWriter:
             target = str(self._tmp)
         else:
             target = path
-        self._container = av.open(target, mode="w", format="mp4")
+        try:
+            self._container = av.open(target, mode="w", format="mp4")
+        except (av.FFmpegError, OSError) as err:
+            raise PermissionError(f"cannot write {path}: {err}") from err
         self._stream = self._audio_stream = None
-        self.audio = None if audio is None else np.asarray(audio, dtype=np.float32)
-        self.audio = (
-            self.audio[:, None] if self.audio is not None and self.audio.ndim == 1 else self.audio
-        )  # (N, C)
-        self.sampling_rate = None if sampling_rate is None else int(sampling_rate)
         self.frames_written = 0
 
     def _open_stream(self, H: int, W: int) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from apvg_hf.data.notes import Note
+from apvg_hf.video_io import load_audio, save_audio  # noqa: F401 (re-exported)
 
 RELEASE_TAIL_S = 1.0  # midirenderer stops at the last MIDI event: keep rendering this long for note releases
 PEAK_DBFS = -1.0
@@ -132,49 +133,8 @@ def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- I/O
 
 
-def save_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
-    """Write `audio` ((n,) or (n, channels), float in -1..1) to `path` (format from the suffix: .wav, .flac).
-
-    Raises ValueError for empty or non-finite audio."""
-    path = Path(path)
-    audio = np.asarray(audio)
-    if audio.size == 0:
-        raise ValueError(f"refusing to write {path}: the audio is empty")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError(f"refusing to write {path}: the audio contains NaN or inf samples")
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, int(sr))
-    return path
-
-
-def load_audio(
-    path: str | os.PathLike, target_sr: int | None = None, mono: bool = True
-) -> tuple[np.ndarray, int]:
-    """Read an audio file as float32 (`mono`: channels averaged to shape (n,); else (n, channels)), resampled
-    to `target_sr` if given. Returns (audio, sampling_rate).
-
-    Raises ValueError naming the file if it is missing, unreadable, empty or contains NaN/inf samples.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"cannot load audio {path}: no such file")
-    try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except RuntimeError as err:  # soundfile.LibsndfileError
-        raise ValueError(f"cannot load audio {path}: unreadable ({err})") from err
-    if audio.size == 0:
-        raise ValueError(f"cannot load audio {path}: the file holds no samples")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError(f"cannot load audio {path}: it contains NaN or inf samples")
-    if target_sr is not None and target_sr != sr:
-        import soxr
-
-        audio, sr = soxr.resample(audio, sr, target_sr).astype(np.float32), int(target_sr)
-    return (audio.mean(axis=1) if mono else audio), int(sr)
+# save_audio / load_audio live with the rest of the audio and video I/O (apvg_hf.video_io); they are
+# re-exported here for the data builders.
 
 
 # ------------------------------------------------------------------------------------------ ear proxy

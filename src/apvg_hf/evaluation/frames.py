@@ -120,25 +120,25 @@ def stu_render_many(
     refs = {name: _as_float(reference, m.device, m.dtype)[None] for name, m in models.items()}  # (1, 3, H, W)
     for a in range(0, len(keypoints), chunk):
         b = min(a + chunk, len(keypoints))
-        kp = torch.as_tensor(np.array(keypoints[a:b]), dtype=torch.float32)
-        vis = None if visibility is None else torch.as_tensor(np.array(visibility[a:b]), dtype=torch.float32)
-        maps: dict = {}
+        kp = torch.as_tensor(np.array(keypoints[a:b]), dtype=torch.float32)[None]  # (1, n, K, 2)
+        vis = (
+            None
+            if visibility is None
+            else torch.as_tensor(np.array(visibility[a:b]), dtype=torch.float32)[None]
+        )
+        maps: dict = {}  # heatmaps rendered once for all models that share a resolution and widths
         for name, model in models.items():
-            model.eval()
             c = model.config
             key = (c.resolution, c.heatmap_sigma, c.limb_sigma)
             if key not in maps:
-                maps[key] = model.render_heatmaps(kp, vis)  # (n, K + L, H, W)
+                maps[key] = model.render_heatmaps(kp, vis)  # (1, n, K + L, H, W)
             co = coarse[name] if isinstance(coarse, dict) else coarse
-            dev, dt = model.device, model.dtype
-            o = model(
-                maps[key].to(dev, dt)[None],
-                _as_float(co[a:b], dev, dt)[None],
-                refs[name],
-                state=states[name],
-            )
+            o = model.render(
+                None, None, _as_float(co[a:b], "cpu", torch.float32)[None], refs[name],
+                state=states[name], batch_frames=b - a, heatmaps=maps[key],
+            )  # fmt: skip
             states[name] = o.state
-            outs[name].append(o.frames[0].float().cpu())
+            outs[name].append(o.frames[0])
     return {name: torch.cat(v) for name, v in outs.items()}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from .keypoints import KeypointMetrics
 from .keypress import decode_key_presses, f1_from_counts, match_events, note_events, note_hits
@@ -42,7 +41,6 @@ def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(src.keypoints[t], np.float32), frame
 
 
-@torch.no_grad()
 def khp_predict(
     model,
     features: np.ndarray,
@@ -50,30 +48,14 @@ def khp_predict(
     reference_frame: np.ndarray | None = None,
     chunk: int = 1800,
 ) -> dict[str, np.ndarray]:
-    """Whole-clip KHP inference: (T, F) -> keypoints (T, K, 2), visibility (T, K), coarse (T, 3, s, s).
-
-    Long inputs run in chunks of `chunk` frames with `model.config.receptive_field` frames of context
-    on each side, which gives the single-pass result at bounded memory. `reference_keypoints` (K, 2)
-    and `reference_frame` (3, s, s) describe the performer in the scene (optional).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    x = torch.as_tensor(np.array(features, dtype=np.float32), dtype=torch.float32, device=device)
-    refs = {}
-    if reference_keypoints is not None:
-        refs["reference_keypoints"] = torch.as_tensor(
-            np.array(reference_keypoints, np.float32), device=device
-        )[None]
-    if reference_frame is not None:
-        refs["reference_frames"] = torch.as_tensor(np.array(reference_frame, np.float32), device=device)[None]
-    outs = {"keypoints": [], "visibility": [], "coarse": []}
-    for a in range(0, len(x), chunk):
-        o = model.forward_window(x[None], a, min(a + chunk, len(x)), **refs)
-        outs["keypoints"].append(o.keypoints[0].float().cpu())
-        outs["visibility"].append(torch.sigmoid(o.visibility_logits[0]).float().cpu())
-        if o.coarse_frames is not None:
-            outs["coarse"].append(o.coarse_frames[0].float().cpu())
-    return {k: torch.cat(v).numpy() for k, v in outs.items() if v}
+    """Whole-clip KHP inference in the metrics' format: (T, F) -> {"keypoints" (T, K, 2), "visibility"
+    (T, K), "coarse" (T, 3, s, s)} numpy arrays. The inference itself is `KHPModel.predict` (chunked,
+    with context: the one-pass result at bounded memory)."""
+    out = model.predict(features, reference_keypoints, reference_frame, chunk_frames=chunk)
+    arrays = {"keypoints": out.keypoints[0], "visibility": out.visibility[0]}
+    if out.coarse_frames is not None:
+        arrays["coarse"] = out.coarse_frames[0]
+    return {k: v.numpy() for k, v in arrays.items()}
 
 
 def evaluate_predictor(
