@@ -1,10 +1,8 @@
-"""scripts/train_khp.py: a short CPU run, exact resume, two real processes, clear errors; and
-scripts/evaluate_khp.py on the result."""
+"""The KHP trainer (`apvg_hf.training.khp`, behind scripts/train_khp.py): a short CPU run, exact resume,
+two real processes, clear errors, a stop by a signal to the process group; and scripts/evaluate_khp.py
+on the result."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,9 @@ from transformers import AutoModel
 
 import apvg_hf  # noqa: F401  (registers the Auto classes)
 from apvg_hf import KHPModel
-from conftest import ROOT, launch_two_processes, load_script
+from apvg_hf.training import khp
+from conftest import launch_two_processes, load_script
+from train_helpers import assert_same_weights, group_gone, stop_with_group_sigterm
 
 TINY = [
     "--model.hidden_size=32",
@@ -31,31 +31,24 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def train_script():
-    return load_script("train_khp")
+def run(dataset, out, *extra):
+    return khp.main([f"--dataset={dataset}", f"--output_dir={out}", *TINY, *extra])
 
 
-def run(train_script, dataset, out, *extra):
-    return train_script.main([f"--dataset={dataset}", f"--output_dir={out}", *TINY, *extra])
-
-
-def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_path):
-    model_dir = run(
-        train_script, tiny_dataset[0], tmp_path, "--steps=2", "--eval_every=2", "--checkpoint_every=2"
-    )
+def test_two_step_run_saves_a_loadable_model(tiny_dataset, tmp_path):
+    model_dir = run(tiny_dataset[0], tmp_path, "--steps=2", "--eval_every=2", "--checkpoint_every=2")
     assert isinstance(AutoModel.from_pretrained(model_dir), KHPModel)
     assert (model_dir / "preprocessor_config.json").exists() and (model_dir / "train_config.yaml").exists()
     assert (tmp_path / "checkpoints" / "step-000002" / "trainer_state.json").exists()
     assert list((tmp_path / "khp").glob("events.out.tfevents.*")), "no TensorBoard log"
 
 
-def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
+def test_resume_is_exact(tiny_dataset, tmp_path):
     """4 steps straight == 2 steps, stop, resume for 2 more: bit-identical weights (dropout on)."""
     common = ["--steps=4", "--eval_every=0", "--checkpoint_every=0", "--model.dropout=0.2"]
-    straight = run(train_script, tiny_dataset[0], tmp_path / "a", *common)
-    assert run(train_script, tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
-    resumed = train_script.main(
+    straight = run(tiny_dataset[0], tmp_path / "a", *common)
+    assert run(tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
+    resumed = khp.main(
         [f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'b'}", *TINY, *common, "--resume"]
     )
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
@@ -82,21 +75,17 @@ def test_two_real_processes(tiny_dataset, tmp_path):
     assert isinstance(AutoModel.from_pretrained(tmp_path / "model"), KHPModel)
 
 
-def test_clear_errors(train_script, tiny_dataset, tmp_path):
+def test_clear_errors(tiny_dataset, tmp_path):
     with pytest.raises(SystemExit):
-        train_script.main([f"--output_dir={tmp_path}", "--no_such_key=1"])
+        khp.main([f"--output_dir={tmp_path}", "--no_such_key=1"])
     with pytest.raises(FileNotFoundError, match="build_dataset"):
-        train_script.main(
-            [f"--dataset={tmp_path / 'missing'}", f"--output_dir={tmp_path}", *TINY, "--steps=1"]
-        )
+        khp.main([f"--dataset={tmp_path / 'missing'}", f"--output_dir={tmp_path}", *TINY, "--steps=1"])
     with pytest.raises(SystemExit, match="no complete checkpoint"):
-        run(train_script, tiny_dataset[0], tmp_path / "fresh", "--steps=1", "--resume")
+        run(tiny_dataset[0], tmp_path / "fresh", "--steps=1", "--resume")
 
 
-def test_evaluate_script_with_baselines(train_script, tiny_dataset, tmp_path):
-    model_dir = run(
-        train_script, tiny_dataset[0], tmp_path / "run", "--steps=1", "--eval_every=0", "--checkpoint_every=0"
-    )
+def test_evaluate_script_with_baselines(tiny_dataset, tmp_path):
+    model_dir = run(tiny_dataset[0], tmp_path / "run", "--steps=1", "--eval_every=0", "--checkpoint_every=0")
     out = tmp_path / "eval" / "results.json"
     load_script("evaluate_khp").main(
         [
@@ -130,37 +119,30 @@ def test_evaluate_script_with_baselines(train_script, tiny_dataset, tmp_path):
     assert (tmp_path / "eval" / "results_strip.png").stat().st_size > 1_000
 
 
-def test_interrupt_saves_a_checkpoint_and_resumes(tiny_dataset, tmp_path):
-    """SIGINT mid-run: the step in progress finishes, a checkpoint is written, the process exits 0."""
-    import signal
-    import time
-
-    cmd = [
-        sys.executable, str(ROOT / "scripts" / "train_khp.py"), f"--dataset={tiny_dataset[0]}",
-        f"--output_dir={tmp_path}", *TINY, "--steps=100000", "--eval_every=0", "--checkpoint_every=0",
-    ]  # fmt: skip
-    env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.time() + 120
-    while not (tmp_path / "khp").exists() and time.time() < deadline:  # trackers start right before training
-        time.sleep(0.5)
-    time.sleep(3)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-2000:]
-    assert "interrupted" in out
-    from apvg_hf.training import latest_checkpoint
-
-    ckpt = latest_checkpoint(tmp_path)
-    assert ckpt is not None and json.loads((ckpt / "trainer_state.json").read_text())["step"] > 0
-
-
-def test_fine_tune_from_a_saved_model_on_several_datasets(train_script, tiny_dataset, tmp_path):
-    first = run(
-        train_script, tiny_dataset[0], tmp_path / "a", "--steps=1", "--eval_every=0", "--checkpoint_every=0"
+@pytest.mark.slow  # a trainer in a subprocess, then two runs to compare: 20-60 s on 2 CPU cores
+def test_group_sigterm_checkpoints_and_resume_is_exact(tiny_dataset, tmp_path):
+    """SIGTERM to the whole process group (as `timeout` and schedulers send it) after step 1: the step
+    in progress finishes, a checkpoint is written, the process exits 0; `--resume` to the end gives
+    the weights of an uninterrupted run, bit for bit (dropout on)."""
+    steps = 8
+    common = [f"--dataset={tiny_dataset[0]}", *TINY, f"--steps={steps}", "--eval_every=0"]
+    common += ["--model.dropout=0.2", "--keep_checkpoints=1"]
+    code, out, stopped, pgid = stop_with_group_sigterm(
+        "train_khp", [*common, "--checkpoint_every=1"], tmp_path / "stopped"
     )
+    assert code == 0, out[-3000:]
+    assert f"stopped after step {stopped} (interrupted)" in out and "Traceback" not in out, out[-3000:]
+    assert 1 <= stopped < steps, f"the run ended at step {stopped} of {steps} before the signal"
+    assert group_gone(pgid)
+    resumed = khp.main([*common, f"--output_dir={tmp_path / 'stopped'}", "--checkpoint_every=0", "--resume"])
+    straight = khp.main([*common, f"--output_dir={tmp_path / 'straight'}", "--checkpoint_every=0"])
+    assert_same_weights(straight / "model.safetensors", resumed / "model.safetensors")
+
+
+def test_fine_tune_from_a_saved_model_on_several_datasets(tiny_dataset, tmp_path):
+    first = run(tiny_dataset[0], tmp_path / "a", "--steps=1", "--eval_every=0", "--checkpoint_every=0")
     d = tiny_dataset[0]
-    tuned = train_script.main(
+    tuned = khp.main(
         [f"--dataset=[{d}, {d}]", f"--output_dir={tmp_path / 'b'}", f"--init_from={first}", *TINY[6:]]
         + ["--steps=1", "--eval_every=0", "--checkpoint_every=0", "--learning_rate=0"]
     )

@@ -1,5 +1,7 @@
-"""scripts/train_stu.py: a 2-step CPU run, exact resume (with the discriminator on), two real processes,
-clear errors; scripts/evaluate_stu.py on the result; the frames cache and the frame metrics."""
+"""The STU trainer (`apvg_hf.training.stu`, behind scripts/train_stu.py): a 2-step CPU run, exact resume
+(with the discriminator on), two real processes, clear errors, a stop by a signal to the process group
+(DataLoader workers included); scripts/evaluate_stu.py on the result; the frames cache and the frame
+metrics."""
 
 import json
 
@@ -11,8 +13,10 @@ from safetensors.torch import load_file
 from apvg_hf import APVGFeatureExtractor, STUModel
 from apvg_hf.data.clips import load_clips, load_frames
 from apvg_hf.evaluation.frames import FrameMetrics, hand_boxes, stu_render
+from apvg_hf.training import stu
 from apvg_hf.training.stu_objective import PatchDiscriminator, discriminator_input, reconstruction_losses
 from conftest import launch_two_processes, load_script
+from train_helpers import assert_same_weights, group_gone, stop_with_group_sigterm
 
 TINY = [
     "--model.resolution=64",
@@ -32,18 +36,12 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def train_script():
-    return load_script("train_stu")
+def run(dataset, out, *extra):
+    return stu.main([f"--dataset={dataset}", f"--output_dir={out}", *TINY, *extra])
 
 
-def run(train_script, dataset, out, *extra):
-    return train_script.main([f"--dataset={dataset}", f"--output_dir={out}", *TINY, *extra])
-
-
-def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_path):
+def test_two_step_run_saves_a_loadable_model(tiny_dataset, tmp_path):
     model_dir = run(
-        train_script,
         tiny_dataset[0],
         tmp_path,
         "--steps=2",
@@ -67,12 +65,12 @@ def test_two_step_run_saves_a_loadable_model(train_script, tiny_dataset, tmp_pat
     )
 
 
-def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
+def test_resume_is_exact(tiny_dataset, tmp_path):
     """4 steps straight == 2 steps, stop, resume for 2 more: bit-identical generator weights."""
     common = ["--steps=4", "--eval_every=0", "--checkpoint_every=0"]
-    straight = run(train_script, tiny_dataset[0], tmp_path / "a", *common)
-    assert run(train_script, tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
-    resumed = train_script.main(
+    straight = run(tiny_dataset[0], tmp_path / "a", *common)
+    assert run(tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
+    resumed = stu.main(
         [f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'b'}", *TINY, *common, "--resume"]
     )
     a = load_file(straight / "diffusion_pytorch_model.safetensors")
@@ -82,6 +80,30 @@ def test_resume_is_exact(train_script, tiny_dataset, tmp_path):
         assert torch.equal(a[k], b[k]), k
     mid = load_file(tmp_path / "b" / "checkpoints" / "step-000002" / "model.safetensors")
     assert any(not torch.equal(a[k], mid[k]) for k in a)  # and the resumed steps did train
+
+
+@pytest.mark.slow  # a trainer in a subprocess, then two runs to compare: 20-60 s on 2 CPU cores
+def test_group_sigterm_checkpoints_and_resume_is_exact(tiny_dataset, tmp_path):
+    """SIGTERM to the whole process group after step 1, DataLoader worker included (it ignores the
+    signal): the main process finishes the step, checkpoints, stops the worker and exits 0 (not
+    "DataLoader worker ... killed by signal"); `--resume` to the end gives the generator and
+    discriminator of an uninterrupted run, bit for bit."""
+    steps = 8
+    common = [f"--dataset={tiny_dataset[0]}", *TINY, f"--steps={steps}", "--eval_every=0"]
+    common += ["--num_workers=1", "--keep_checkpoints=1"]  # after TINY's --num_workers=0: wins
+    code, out, stopped, pgid = stop_with_group_sigterm(
+        "train_stu", [*common, "--checkpoint_every=1"], tmp_path / "stopped"
+    )
+    assert code == 0, out[-3000:]
+    assert f"stopped after step {stopped} (interrupted)" in out and "Traceback" not in out, out[-3000:]
+    assert 1 <= stopped < steps, f"the run ended at step {stopped} of {steps} before the signal"
+    assert group_gone(pgid), "a DataLoader worker outlived the trainer"
+    last = [f"--checkpoint_every={steps}"]  # a checkpoint at the end only: both models' weights
+    stu.main([*common, f"--output_dir={tmp_path / 'stopped'}", *last, "--resume"])
+    stu.main([*common, f"--output_dir={tmp_path / 'straight'}", *last])
+    for name in ("model.safetensors", "model_1.safetensors"):  # generator, discriminator
+        a, b = (tmp_path / d / "checkpoints" / f"step-{steps:06d}" / name for d in ("straight", "stopped"))
+        assert_same_weights(a, b)
 
 
 def test_two_real_processes(tiny_dataset, tmp_path):
@@ -100,21 +122,21 @@ def test_two_real_processes(tiny_dataset, tmp_path):
     STUModel.from_pretrained(tmp_path / "model")
 
 
-def test_clear_errors(train_script, tiny_dataset, tmp_path):
+def test_clear_errors(tiny_dataset, tmp_path):
     with pytest.raises(SystemExit):
-        train_script.main([f"--output_dir={tmp_path}", "--no_such_key=1"])
+        stu.main([f"--output_dir={tmp_path}", "--no_such_key=1"])
     with pytest.raises(FileNotFoundError, match="build_dataset"):
-        run(train_script, tmp_path / "missing", tmp_path, "--steps=1")
+        run(tmp_path / "missing", tmp_path, "--steps=1")
     with pytest.raises(ValueError, match="frames a window needs"):
-        run(train_script, tiny_dataset[0], tmp_path / "long", "--steps=1", "--window_frames=100000")
+        run(tiny_dataset[0], tmp_path / "long", "--steps=1", "--window_frames=100000")
     with pytest.raises(SystemExit, match="no complete checkpoint"):
-        run(train_script, tiny_dataset[0], tmp_path / "fresh", "--steps=1", "--resume")
+        run(tiny_dataset[0], tmp_path / "fresh", "--steps=1", "--resume")
 
 
-def test_evaluate_script_with_ablations(train_script, tiny_dataset, tmp_path):
+def test_evaluate_script_with_ablations(tiny_dataset, tmp_path):
     common = ["--steps=1", "--eval_every=0", "--checkpoint_every=0"]
-    full = run(train_script, tiny_dataset[0], tmp_path / "full", *common)
-    plain = run(train_script, tiny_dataset[0], tmp_path / "plain", *common, "--model.use_graph=false")
+    full = run(tiny_dataset[0], tmp_path / "full", *common)
+    plain = run(tiny_dataset[0], tmp_path / "plain", *common, "--model.use_graph=false")
     out = tmp_path / "eval" / "results.json"
     load_script("evaluate_stu").main(
         ["--model", str(full), "--compare", f"no graph={plain}", "--dataset", str(tiny_dataset[0])]

@@ -21,13 +21,15 @@ import json
 import shutil
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 
 from .checkpoints import latest_checkpoint, prune_checkpoints
-from .config import load_config, parse_overrides, save_config
+from .config import ConfigError, parse_config, save_config
 
 
 def has_accelerator() -> bool:
@@ -36,14 +38,25 @@ def has_accelerator() -> bool:
 
 
 def parse_args(cls, argv: list[str] | None, doc: str | None) -> tuple:
-    """`--config FILE`, `--resume [latest|DIR]` and `--key=value` overrides of dataclass `cls`."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", type=Path, help=f"YAML file of {cls.__name__} fields")
+    """`--config FILE`, `--resume [latest|DIR]` and typed `--key=value` overrides of dataclass `cls`
+    (draccus: see `config.py`). A bad key or value exits with the error (status 2), like argparse."""
+    ap = argparse.ArgumentParser(
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help=False,
+    )
+    ap.add_argument("-h", "--help", action="store_true", help="show this help and the config fields")
+    ap.add_argument("--config", "--config_path", type=Path, help=f"YAML file of {cls.__name__} fields")
     ap.add_argument("--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder")
     args, rest = ap.parse_known_args(argv)
+    if args.help:
+        ap.print_help()
+        print(f"\n{cls.__name__} fields (--key=value; nested ones dotted: --model.key=value):\n")
+        rest = ["--help"]  # draccus prints the fields and exits
     try:
-        cfg = load_config(cls, args.config, parse_overrides(rest))
-    except (ValueError, FileNotFoundError) as e:
+        cfg = parse_config(cls, rest, args.config)
+    except (ConfigError, FileNotFoundError) as e:
         ap.error(str(e))
     return cfg, args
 
@@ -69,11 +82,19 @@ def init_run(accelerator: Accelerator, cfg, out_dir: Path, name: str) -> None:
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "train_config.yaml")
-    flat = {
-        k: str(v) if isinstance(v, dict | list | tuple | type(None)) else v
-        for k, v in dataclasses.asdict(cfg).items()
-    }
-    accelerator.init_trackers(name, config=flat)
+    accelerator.init_trackers(name, config=hparams(dataclasses.asdict(cfg)))
+
+
+def hparams(config: dict, prefix: str = "") -> dict:
+    """Nested config dict -> flat TensorBoard hyperparameters: `{"model": {"a": 1}}` -> `{"model.a": 1}`;
+    lists and None become text."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out |= hparams(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = str(v) if isinstance(v, list | tuple | type(None)) else v
+    return out
 
 
 def resume_step(accelerator: Accelerator, out_dir: Path, resume: str | None) -> int:
@@ -146,7 +167,13 @@ def after_step(
 
 class GracefulStop:
     """Ctrl-C (SIGINT) or SIGTERM sets a flag instead of killing the run, so the loop can finish the
-    step and checkpoint; a second Ctrl-C stops at once. Handlers are restored on exit."""
+    step and checkpoint; a second Ctrl-C stops at once. Handlers are restored on exit.
+
+    A second SIGTERM does not: `timeout`, schedulers and launchers (`accelerate launch` forwards the
+    signal it got to its child) often send several. DataLoader workers must ignore both signals
+    (`worker_init_fn=ignore_stop_signals`), or a signal sent to the whole process group kills them
+    and the main process fails on the dead worker instead of checkpointing.
+    """
 
     def __enter__(self) -> GracefulStop:
         self.flag = False
@@ -154,7 +181,7 @@ class GracefulStop:
         return self
 
     def _on_signal(self, signum, frame) -> None:
-        if self.flag:
+        if self.flag and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.flag = True
 
@@ -174,3 +201,24 @@ class GracefulStop:
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def ignore_stop_signals(worker_id: int | None = None) -> None:
+    """DataLoader `worker_init_fn`: the worker ignores SIGINT and SIGTERM and leaves stopping to the
+    main process (its GracefulStop), which then shuts the workers down. A worker whose main process
+    is gone exits by itself (PyTorch's worker watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextmanager
+def closing_loader(loader: torch.utils.data.DataLoader) -> Iterator:
+    """An iterator over `loader` whose worker processes are stopped on leaving the block, however it
+    is left (they would otherwise stay until the iterator is garbage-collected)."""
+    iterator = iter(loader)
+    try:
+        yield iterator
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)  # absent without workers
+        if shutdown is not None:
+            shutdown()

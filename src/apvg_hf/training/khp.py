@@ -1,0 +1,260 @@
+"""Training a KHP model (audio -> keypoints, visibility, coarse frames): the config, the batches and
+the loop behind `scripts/train_khp.py`.
+
+    cfg = load_config(TrainKHPConfig, "pipelines/apvg-virtual-pianist/khp.yaml", ["--steps=10"])
+    model_dir = train(cfg)  # or main(["--config", "...", "--steps=10"])
+
+Batches are a pure function of (seed, step, micro-step, process), and checkpoints hold the model,
+optimizer, scheduler and RNG states, so a resumed run continues bit for bit like an uninterrupted one.
+Writes `<output_dir>/model` (save_pretrained + feature extractor + the resolved config),
+`<output_dir>/checkpoints/step-N`, TensorBoard logs in `<output_dir>/khp`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from ..configuration_khp import KHPConfig
+from ..data.clips import load_clips
+from ..evaluation import evaluate_predictor, khp_predict
+from ..evaluation.khp import performance_key, reference_for
+from ..feature_extraction_apvg import APVGFeatureExtractor
+from ..modeling_khp import KHPModel
+from .config import MixedPrecision, kwargs_dataclass, save_config
+from .loop import GracefulStop, after_step, init_run, make_accelerator, parse_args, resume_step, step_log
+
+KHPConfigArgs = kwargs_dataclass(KHPConfig, module=__name__)
+FeatureExtractorArgs = kwargs_dataclass(APVGFeatureExtractor, module=__name__)
+
+
+@dataclass
+class TrainKHPConfig:
+    """Everything a KHP run depends on; a YAML recipe sets some fields, `--key=value` others."""
+
+    dataset: list[str] | str = "data/virtual_pianist_small"  # folder(s) from scripts/build_dataset.py
+    init_from: str | None = None  # start from a saved KHP (fine-tuning) instead of a fresh one
+    output_dir: str = "outputs/khp"
+    model: KHPConfigArgs = field(default_factory=KHPConfigArgs)  # KHPConfig kwargs (unused with init_from)
+    feature_extractor: FeatureExtractorArgs = field(default_factory=FeatureExtractorArgs)  # its kwargs
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 16  # windows per process per micro-step
+    gradient_accumulation_steps: int = 1
+    window_frames: int = 160  # frames per training window
+    coarse_frames: int = 32  # frames per window whose coarse frame is decoded and scored
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    mixed_precision: MixedPrecision = (
+        "no"  # no | bf16 | fp16 (accelerate launch --mixed_precision wins if given)
+    )
+    cpu: bool | None = None  # None: on CPU unless CUDA/XPU/MPS is there (several CPU processes need this)
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    eval_clips: int = 16  # validation clips scored at each evaluation (0: all)
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    limit_clips: int | None = None  # use only the first N training clips (quick runs)
+    stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
+
+
+class WindowSampler:
+    """Random training windows; batch (step, micro, rank) depends on nothing else (exact resume)."""
+
+    def __init__(
+        self,
+        clips,
+        window: int,
+        batch_size: int,
+        coarse_frames: int,
+        seed: int,
+        reference_dropout: float = 0.0,
+    ):
+        self.clips, self.window, self.batch_size = clips, window, batch_size
+        self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
+        lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            groups.setdefault(performance_key(c), []).append(i)
+        self.performance = [groups[performance_key(c)] for c in clips]  # clip -> clips of its performance
+
+    def batch(self, step: int, micro: int, rank: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step, micro, rank])
+        W = self.window
+        feats, kps, vis, coarse, mask, ref_kp, ref_frame = [], [], [], [], [], [], []
+        for i in rng.choice(len(self.clips), self.batch_size, p=self.p):
+            c = self.clips[i]
+            n = min(W, c.num_frames)
+            s = int(rng.integers(0, c.num_frames - n + 1))
+            r = self.clips[int(rng.choice(self.performance[i]))]  # reference: any frame of the performance
+            rt = int(rng.integers(0, r.num_frames))
+            ref_kp.append(r.keypoints[rt])
+            if r.coarse is not None:
+                ref_frame.append(r.coarse[rt])
+            pad = ((0, W - n),)
+            feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
+            kps.append(np.pad(c.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
+            vis.append(np.pad(c.visibility[s : s + n], pad + ((0, 0),)))
+            if c.coarse is not None:
+                coarse.append(np.pad(c.coarse[s : s + n], pad + ((0, 0),) * 3))
+            mask.append(np.r_[np.ones(n), np.zeros(W - n)])
+        out = {
+            "input_features": torch.from_numpy(np.stack(feats)).float(),
+            "attention_mask": torch.from_numpy(np.stack(mask)).long(),
+            "target_keypoints": torch.from_numpy(np.stack(kps)).float(),
+            "target_visibility": torch.from_numpy(np.stack(vis)).float(),
+            "reference_keypoints": torch.from_numpy(np.stack(ref_kp)).float(),
+            "reference_mask": torch.from_numpy(rng.random(self.batch_size) >= self.reference_dropout).long(),
+        }
+        if ref_frame:
+            out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
+        if coarse and self.coarse_frames:
+            k = min(self.coarse_frames, W)
+            out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
+            out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
+        return out
+
+
+def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
+    """`evaluate_predictor`'s nested result -> the flat scalars logged at each validation."""
+    out = {}
+    for group in ("body", "hands"):
+        for k in ("mpjpe_px256", "pck@0.05", "pck@0.1", "velocity_px256"):
+            out[f"{prefix}{group}_{k}"] = result[group][k]
+    out[f"{prefix}keypress_f1"] = result["keypress"]["f1"]
+    out[f"{prefix}note_hit_rate"] = result["keypress"]["note_hit_rate"]
+    if "coarse_l1" in result:
+        out[f"{prefix}coarse_l1"] = result["coarse_l1"]
+    return out
+
+
+def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
+    """Train (or, with `resume` = 'latest' or a checkpoint folder, go on training) a KHP model.
+
+    Returns `<output_dir>/model`, or None when the run stopped early (a signal or `stop_after`) after
+    writing a checkpoint to go on from.
+    """
+    out_dir = Path(cfg.output_dir)
+    accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=cfg.coarse_frames == 0)
+    is_main = accelerator.is_main_process
+    set_seed(cfg.seed)
+
+    # 1. Data: cached arrays (the main process prepares them first, the others read the cache).
+    extractor = APVGFeatureExtractor(**asdict(cfg.feature_extractor))
+    model_config = (
+        KHPConfig.from_pretrained(cfg.init_from) if cfg.init_from else KHPConfig(**asdict(cfg.model))
+    )
+    datasets_ = [cfg.dataset] if isinstance(cfg.dataset, str) else list(cfg.dataset)
+    with accelerator.main_process_first():  # train on all of them; validate on the first
+        train = [
+            clip
+            for d in datasets_
+            for clip in load_clips(
+                d, "train", extractor, model_config.coarse_size, cfg.limit_clips, progress=is_main
+            )
+        ]
+        val = load_clips(datasets_[0], "validation", extractor, model_config.coarse_size, progress=is_main)
+    val = val[: cfg.eval_clips] if cfg.eval_clips else val
+    sampler = WindowSampler(
+        train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed, model_config.reference_dropout
+    )
+
+    # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
+    if cfg.init_from:
+        model = KHPModel.from_pretrained(cfg.init_from)
+    else:
+        model = KHPModel(model_config)
+        model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.learning_rate,
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    # 3. Resume: model, optimizer, scheduler and RNG states, and the step count.
+    start = resume_step(accelerator, out_dir, resume)
+    init_run(accelerator, cfg, out_dir, "khp")
+
+    def validate(step: int) -> dict:
+        accelerator.wait_for_everyone()
+        metrics = {}
+        if is_main:
+            net = accelerator.unwrap_model(model)
+            result = evaluate_predictor(lambda c: khp_predict(net, c.features, *reference_for(c, val)), val)
+            metrics = flat_metrics(result)
+            alone = evaluate_predictor(lambda c: khp_predict(net, c.features), val)
+            metrics |= flat_metrics(alone, prefix="val_audio_only/")
+            accelerator.log(metrics, step=step)
+            net.train()
+        accelerator.wait_for_everyone()
+        return metrics
+
+    # 4. Train. Ctrl-C / SIGTERM finishes the current step, checkpoints and exits: --resume goes on.
+    with GracefulStop() as stop:
+        model.train()
+        bar = tqdm(
+            range(start, cfg.steps), initial=start, total=cfg.steps, desc="train KHP", disable=not is_main
+        )
+        t0, running = time.time(), None
+        for step in bar:
+            for micro in range(cfg.gradient_accumulation_steps):
+                batch = {
+                    k: v.to(accelerator.device)
+                    for k, v in sampler.batch(step, micro, accelerator.process_index).items()
+                }
+                with accelerator.accumulate(model):
+                    out = model(**batch)
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+            scheduler.step()
+            loss = accelerator.reduce(out.loss.detach(), reduction="mean").item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss} at step {step}; lower learning_rate or check the data"
+                )
+            running = loss if running is None else 0.9 * running + 0.1 * loss
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                terms = accelerator.reduce(out.loss_terms, reduction="mean").tolist()
+                log = step_log(loss, scheduler, done, start, t0)
+                log |= {f"train/{n}": v for n, v in zip(KHPModel.loss_names, terms)}
+                accelerator.log(log, step=done)
+                bar.set_postfix(loss=f"{running:.4f}")
+            if after_step(accelerator, stop, cfg, out_dir, done, bar, validate):
+                return None
+
+    # 5. Save the model (main process), its feature extractor and the resolved config.
+    accelerator.wait_for_everyone()
+    model_dir = out_dir / "model"
+    if is_main:
+        net = accelerator.unwrap_model(model)
+        net.save_pretrained(model_dir)
+        extractor.save_pretrained(model_dir)
+        save_config(cfg, model_dir / "train_config.yaml")
+        accelerator.print(f"saved {model_dir}")
+    accelerator.end_training()
+    return model_dir
+
+
+def main(argv: list[str] | None = None, doc: str | None = None) -> Path | None:
+    """The command line of `scripts/train_khp.py`: `--config FILE`, `--resume [DIR]`, `--key=value`."""
+    cfg, args = parse_args(TrainKHPConfig, argv, doc or __doc__)
+    return train(cfg, resume=args.resume)
