@@ -32,6 +32,12 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def assert_frames_close(a: np.ndarray, b: np.ndarray) -> None:
+    """uint8 frames of the same weights: equal up to one level where float rounding lands differently."""
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
 def wave(seconds=1.0):
     t = np.arange(int(seconds * 16000)) / 16000
     return (0.3 * np.sin(2 * np.pi * 330 * t) * (t % 0.3 < 0.15)).astype(np.float32)
@@ -56,10 +62,12 @@ def test_pipeline_round_trip(local_hub):
         assert same_weights(getattr(pulled, name), getattr(pipe, name)), name
     a = pipe(wave(), sampling_rate=16000, output_type="pt", show_progress=False).frames
     b = pulled(wave(), sampling_rate=16000, output_type="pt", show_progress=False).frames
-    assert torch.equal(a, b)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # weights bit for bit; outputs within 1e-5
     task = transformers.pipeline("audio-to-performance-video", model="tester/apvg-tiny")
     ref = pipe(wave(), sampling_rate=16000, show_progress=False).frames
-    assert np.array_equal(task(wave(), sampling_rate=16000)["frames"], ref)
+    assert_frames_close(task(wave(), sampling_rate=16000)["frames"], ref)
+    generic = diffusers.DiffusionPipeline.from_pretrained("tester/apvg-tiny")  # the generic class, by Hub id
+    assert isinstance(generic, APVGPipeline) and same_weights(generic.stu, pipe.stu)
     assert same_weights(STUModel.from_pretrained("tester/apvg-tiny", subfolder="stu"), pipe.stu)
     assert same_weights(transformers.AutoModel.from_pretrained("tester/apvg-tiny", subfolder="khp"), pipe.khp)
 
@@ -98,9 +106,8 @@ def test_interrupted_upload_leaves_the_repo_as_it_was(local_hub, backoff_sleeps,
 def test_interrupted_download_never_gives_a_half_model(local_hub, backoff_sleeps, tmp_path):
     tiny_pipeline(4).push_to_hub("tester/apvg-dl")
     local_hub.fail_next_downloads(100, after_bytes=1000)
-    with pytest.raises(Exception) as err:  # noqa: B017 - the transport error type is the client's choice
+    with pytest.raises(OSError, match="could not download tester/apvg-dl"):
         APVGPipeline.from_pretrained("tester/apvg-dl")
-    assert "Traceback" not in str(err.value)
     cache = tmp_path / "hf_home"
     assert not list(cache.rglob("*.incomplete"))
     local_hub.fail_next_downloads(1, after_bytes=1000)  # one drop: resumed or restarted, then complete
@@ -117,8 +124,8 @@ def test_embedded_default_through_the_hub_and_the_cli(local_hub, tmp_path, capsy
     assert ModelCard.load("tester/apvg-virtual-pianist").data.library_name == "apvg-hf"
     task = transformers.pipeline("audio-to-performance-video", model="tester/apvg-virtual-pianist")
     here = APVGPipeline.from_pretrained(DEFAULT)
-    assert np.array_equal(task(wave(0.5), sampling_rate=16000)["frames"],
-                          here(wave(0.5), sampling_rate=16000, show_progress=False).frames)  # fmt: skip
+    assert_frames_close(task(wave(0.5), sampling_rate=16000)["frames"],
+                        here(wave(0.5), sampling_rate=16000, show_progress=False).frames)  # fmt: skip
 
 
 def test_dataset_push_and_load(local_hub, tiny_dataset, capsys):

@@ -31,10 +31,22 @@ AutoConfig.register(KHPConfig.model_type, KHPConfig, exist_ok=True)
 AutoModel.register(KHPConfig, KHPModel, exist_ok=True)
 AutoFeatureExtractor.register(KHPConfig, APVGFeatureExtractor, exist_ok=True)
 register()  # AutoConfig "apvg_pipeline" and the transformers task "audio-to-performance-video"
-# `DiffusionPipeline.from_pretrained(folder)` looks the model_index.json's `_class_name` up on the diffusers
-# module: make APVGPipeline findable there, as the Auto registrations above do for transformers.
-if getattr(diffusers, "APVGPipeline", None) is not APVGPipeline:
-    setattr(diffusers, "APVGPipeline", APVGPipeline)  # noqa: B010
+
+
+def _register_with_diffusers() -> None:
+    """What the Auto registrations above do for transformers, for the generic `DiffusionPipeline`:
+    `from_pretrained(folder or Hub id)` looks `_class_name` up on the diffusers module, and checks that
+    each component's library is one it knows how to load (else it looks for remote code on the Hub)."""
+    from diffusers.pipelines import pipeline_loading_utils as loading
+
+    if getattr(diffusers, "APVGPipeline", None) is not APVGPipeline:
+        setattr(diffusers, "APVGPipeline", APVGPipeline)  # noqa: B010
+    bases = {**loading.LOADABLE_CLASSES["diffusers"], **loading.LOADABLE_CLASSES["transformers"]}
+    for module in ("feature_extraction_apvg", "modeling_khp", "modeling_stu", "reference"):
+        loading.LOADABLE_CLASSES.setdefault(f"{__name__}.{module}", bases)
+
+
+_register_with_diffusers()
 
 __version__ = "0.1.0"
 __all__ = [

@@ -263,9 +263,10 @@ class STUModel(ModelMixin, ConfigMixin):
             with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 out = self(maps, coarse[:, sl].to(dev, dt), reference, state=state)
             state = out.state
-            yield STUOutput(frames=out.frames.float().cpu(), state=state)
+            frames = out.frames.float().cpu()
             if clock is not None:
                 clock.lap("stu")
+            yield STUOutput(frames=frames, state=state)
 
     def render(self, keypoints, visibility, coarse, reference, state=None, batch_frames: int = 4, **kwargs):
         """The whole of `iter_render` at once: [`STUOutput`] with frames (B, n, 3, R, R) and the last state.

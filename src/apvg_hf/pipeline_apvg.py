@@ -244,7 +244,13 @@ class APVGPipeline(DiffusionPipeline):
                 for k in ("revision", "token", "cache_dir", "local_files_only")
                 if k in kwargs
             }
-            path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub))
+            try:
+                path = Path(snapshot_download(str(pretrained_model_name_or_path), **hub))
+            except Exception as err:  # the transport's own errors (httpx, HfHubHTTPError, timeouts, ...)
+                raise OSError(
+                    f"could not download {pretrained_model_name_or_path} from the Hub: {type(err).__name__}: "
+                    f"{err}. Nothing half-downloaded is used; run it again to resume."
+                ) from err
         if not (path / "model_index.json").is_file():
             raise ValueError(f"{path} is not an APVG pipeline folder: no model_index.json")
         kwargs.pop("revision", None)
