@@ -147,3 +147,14 @@ benchmark-stu: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .venv-latest outputs build dist .pytest_cache .ruff_cache
+
+## space: the Gradio Space on http://127.0.0.1:7860 (embedded default pipeline; APVG_SPACE_MODEL=folder|hub-id
+## replaces it; GRADIO_SERVER_PORT another port). Offline, no telemetry, no share link.
+.PHONY: space test-browser
+space: $(VENV)/.installed
+	$(PY) spaces_demo/app.py
+
+## test-browser: the Space in a real browser (Playwright + Debian's chromium: apt-get install -y chromium);
+## APVG_UPDATE_SCREENSHOT=1 also refreshes docs/media/space_screenshot.png
+test-browser: $(VENV)/.installed
+	$(PY) -m pytest tests/test_space_browser.py -m browser -q -s

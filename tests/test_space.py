@@ -1,0 +1,314 @@
+"""The Gradio Space (spaces_demo/app.py) served on 127.0.0.1 and called through `gradio_client`.
+
+The server tests run the app in-process with a tiny random pipeline (they test the server, not the
+models); one test starts `spaces_demo/app.py` as a subprocess with the embedded default pipeline, as
+`make space` does, and makes one end-to-end call. Everything binds to 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+gradio_client = pytest.importorskip("gradio_client")
+pytest.importorskip("gradio")
+av = pytest.importorskip("av")
+sf = pytest.importorskip("soundfile")
+
+from conftest import tiny_pipeline  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "spaces_demo" / "app.py"
+MOZART = ROOT / "spaces_demo" / "examples" / "mozart_k458_movement1.ogg"
+FPS = 30
+
+
+def load_app():
+    """spaces_demo/app.py as a module (the Space is not a package)."""
+    if "apvg_space_app" in sys.modules:
+        return sys.modules["apvg_space_app"]
+    spec = importlib.util.spec_from_file_location("apvg_space_app", APP)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["apvg_space_app"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_wav(path: Path, seconds: float, sr: int = 16000, seed: int = 0) -> Path:
+    """A short piano-like signal: decaying tones at a few onsets (so onset strength is not flat)."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * sr)
+    t = np.arange(n) / sr
+    wave = np.zeros(n, np.float32)
+    for onset in np.arange(0.1, seconds, 0.4):
+        f = 220 * 2 ** (rng.integers(0, 24) / 12)
+        env = np.where(t >= onset, np.exp(-(t - onset) * 6), 0.0)
+        wave += (0.2 * env * np.sin(2 * np.pi * f * (t - onset))).astype(np.float32)
+    sf.write(path, wave, sr)
+    return path
+
+
+def probe(path: str | Path) -> dict:
+    """Frames decoded, codecs and durations of an mp4 (PyAV)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        a = c.streams.audio[0] if c.streams.audio else None
+        info = {
+            "video_codec": v.codec_context.name,
+            "audio_codec": a.codec_context.name if a else None,
+            "width": v.codec_context.width,
+            "height": v.codec_context.height,
+            "fps": float(v.average_rate),
+        }
+        info["frames"] = sum(1 for _ in c.decode(video=0))
+    with av.open(str(path)) as c:
+        samples = sum(f.samples for f in c.decode(audio=0)) if a else 0
+        info["audio_seconds"] = samples / a.codec_context.sample_rate if a else 0.0
+    info["video_seconds"] = info["frames"] / info["fps"]
+    return info
+
+
+def video_path(result) -> str:
+    """gradio_client returns a Video output as a path (or a dict holding it)."""
+    return result["video"] if isinstance(result, dict) else result
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    """(url, client): the app with a tiny random pipeline, launched in this process on 127.0.0.1."""
+    from gradio_client import Client
+
+    app = load_app()
+    demo = app.create_demo(
+        pipe=tiny_pipeline(), model_path="tiny-random", output_dir=tmp_path_factory.mktemp("space_out")
+    )
+    _, url, _ = app.launch(
+        demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    assert url.startswith("http://127.0.0.1:")
+    try:
+        yield url, Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def generate(client, wav, performer="default", size=128, layout="frames", longest=60):
+    return client.predict(
+        gradio_client.handle_file(str(wav)), performer, size, layout, longest, api_name="/generate"
+    )
+
+
+def check_result(result, seconds: float, size: int, layout: str = "frames") -> dict:
+    video, kp_file, plot, summary = result
+    info = probe(video_path(video))
+    T = round(seconds * FPS)
+    assert info["frames"] == T
+    assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
+    assert abs(info["audio_seconds"] - seconds) < 0.1 and abs(info["video_seconds"] - seconds) < 0.05
+    assert info["height"] == size and info["width"] == (2 * size if layout == "side-by-side" else size)
+    kp = json.loads(Path(kp_file).read_text())
+    assert kp["num_frames"] == T and np.asarray(kp["keypoints"]).shape == (T, 56, 2)
+    assert np.asarray(kp["visibility"]).shape == (T, 56) and kp["fps"] == FPS
+    assert len(kp["keypoint_names"]) == 56
+    assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{T} frames" in summary
+    return kp
+
+
+def test_api_lists_the_generate_endpoint(space):
+    _, client = space
+    api = client.view_api(return_format="dict", print_info=False)
+    assert "/generate" in api["named_endpoints"]
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/generate"]["parameters"]]
+    assert params == ["audio", "performer", "video_size", "layout", "longest"]
+    # The page's helper events (gallery <-> performer, clearing the outputs) are not API endpoints.
+    assert len(api["named_endpoints"]) == 1
+
+
+@pytest.mark.parametrize("layout", ["frames", "side-by-side"])
+def test_generate_returns_mp4_keypoints_and_plot(space, tmp_path, layout):
+    _, client = space
+    wav = write_wav(tmp_path / "take one.wav", 2.5)
+    kp = check_result(generate(client, wav, "ada", 256, layout), 2.5, 256, layout)
+    assert kp["performer"] == "ada" and kp["source"] == "take one.wav"
+
+
+def test_performers_change_the_frames(space, tmp_path):
+    _, client = space
+    wav = write_wav(tmp_path / "a.wav", 1.0)
+    first = [av_frames(video_path(generate(client, wav, p)[0])) for p in ("default", "ben")]
+    assert first[0].shape == first[1].shape
+    assert np.abs(first[0].astype(int) - first[1].astype(int)).mean() > 1.0
+
+
+def av_frames(path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, message",
+    [
+        (None, {}, "No audio"),
+        ("empty", {}, "holds no sound"),
+        ("corrupt", {}, "Cannot read"),
+        ("long", {}, "at most 60 s"),
+        ("wav", {"longest": 5}, "at most 5 s"),
+        ("wav", {"performer": "nobody"}, "not in the list of choices"),
+        ("wav", {"size": 5000}, "not in the list of choices"),
+        ("wav", {"layout": "mosaic"}, "not in the list of choices"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(space, tmp_path, make, kwargs, message):
+    from gradio_client.exceptions import AppError
+
+    _, client = space
+    wav = None
+    if make == "empty":
+        wav = tmp_path / "empty.wav"
+        sf.write(wav, np.zeros(0, np.float32), 16000)
+    elif make == "corrupt":
+        wav = tmp_path / "corrupt.wav"
+        wav.write_bytes(
+            b"RIFF\x00\x00\x00\x00WAVEfmt "
+            + np.random.default_rng(0).integers(0, 256, 4000).astype(np.uint8).tobytes()
+        )
+    elif make == "long":  # 65 s: refused from the header, before anything is decoded
+        wav = write_wav(tmp_path / "long.wav", 65.0, sr=8000)
+    elif make == "wav":
+        wav = write_wav(tmp_path / "six.wav", 6.0, sr=8000)
+    with pytest.raises(AppError, match=message):
+        if wav is None:
+            client.predict(None, "default", 128, "frames", 60, api_name="/generate")
+        else:
+            generate(client, wav, **kwargs)
+    # The same server answers the next request correctly.
+    ok = write_wav(tmp_path / "ok.wav", 1.0)
+    check_result(generate(client, ok), 1.0, 128)
+
+
+def test_progress_follows_the_chunks(tmp_path):
+    """The pipeline is called with a per-chunk callback, once a chunk: the page's progress bar moves."""
+    import inspect
+
+    from gradio_client import Client
+
+    import apvg_hf
+
+    if "callback_on_chunk_end" not in inspect.signature(apvg_hf.APVGPipeline.__call__).parameters:
+        pytest.skip("this apvg_hf has no callback_on_chunk_end (the app follows its tqdm bar instead)")
+    app = load_app()
+    calls = []
+    pipe = tiny_pipeline()
+    original = type(pipe).__call__
+
+    class Recording(type(pipe)):
+        def __call__(self, audio, *args, callback_on_chunk_end=None, **kwargs):
+            def record(done, total):
+                calls.append((done, total))
+                callback_on_chunk_end(done, total)
+
+            return original(self, audio, *args, callback_on_chunk_end=record, **kwargs)
+
+    pipe.__class__ = Recording
+    demo = app.create_demo(pipe=pipe, model_path="tiny-random", output_dir=tmp_path / "out")
+    _, url, _ = app.launch(
+        demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        check_result(generate(Client(url, verbose=False), write_wav(tmp_path / "x.wav", 7.0)), 7.0, 128)
+    finally:
+        demo.close()
+    total = int(np.ceil(7.0 / app.chunk_seconds_for(7.0)))
+    assert total >= 3
+    assert calls == [(i, total) for i in range(1, total + 1)]
+
+
+def test_twenty_concurrent_requests_all_answered_none_mixed_up(space, tmp_path):
+    """20 requests at once (loopback only), each with its own length: every answer is its own."""
+    url, _ = space
+    from gradio_client import Client
+
+    lengths = [0.5 + 0.1 * i for i in range(20)]  # 15 .. 72 frames: each result says whose it is
+    wavs = [write_wav(tmp_path / f"req{i:02d}.wav", s, seed=i) for i, s in enumerate(lengths)]
+
+    def one(i):
+        client = Client(url, verbose=False)  # one client (one session) per caller, as 20 browsers
+        return generate(client, wavs[i], performer=["default", "ada", "ben", "chloe"][i % 4], size=128)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(20)))
+    took = time.perf_counter() - t0
+    for i, (seconds, result) in enumerate(zip(lengths, results)):
+        kp = check_result(result, seconds, 128)
+        assert kp["source"] == f"req{i:02d}.wav"
+    assert len({video_path(r[0]) for r in results}) == 20
+    print(f"20 concurrent requests answered in {took:.1f} s")
+
+
+def test_space_subprocess_with_the_default_pipeline(tmp_path):
+    """`python spaces_demo/app.py` as `make space` starts it (embedded default pipeline, 127.0.0.1), then
+    one end-to-end call with a 3 s cut of the bundled example."""
+    from gradio_client import Client
+
+    port = free_port()
+    env = os.environ | {
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("APVG_SPACE_MODEL", None)
+    with open(tmp_path / "space.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        client = None
+        deadline = time.monotonic() + 120
+        while client is None:
+            assert proc.poll() is None, (tmp_path / "space.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the Space did not start in 120 s"
+            try:
+                client = Client(url, verbose=False)
+            except Exception:  # noqa: BLE001  (not listening yet)
+                time.sleep(0.5)
+        audio, sr = sf.read(MOZART, dtype="float32")
+        cut = tmp_path / "mozart_3s.wav"
+        sf.write(cut, audio[: 3 * sr], sr)
+        result = client.predict(
+            gradio_client.handle_file(str(cut)), "default", 128, "frames", 60, api_name="/generate"
+        )
+        kp = check_result(result, 3.0, 128)
+        assert kp["model"] == "apvg-virtual-pianist"
+        # The trained model moves its hands: well above the random-walk floor, inside the frame.
+        k = np.asarray(kp["keypoints"])
+        assert k.min() >= 0.0 and k.max() <= 1.0 and k[:, 14:].std(axis=0).mean() > 1e-3
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
