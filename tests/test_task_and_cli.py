@@ -160,6 +160,7 @@ def test_cli_bad_audio(pipe_dir, tmp_path, capsys, make, message):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow  # subprocess memory runs
 def test_pipeline_benchmark_writes_results(pipe_dir, tmp_path):
     from conftest import load_script
 
@@ -174,8 +175,6 @@ def test_pipeline_benchmark_writes_results(pipe_dir, tmp_path):
     assert row["frames"] == 30 and row["real_time_factor"] > 0
     assert {"features", "khp", "heatmaps", "stu", "encoding"} <= set(row["ms_per_frame"])
     assert result["rows"][1]["bf16_vs_fp32_psnr_db"] > 20
-    assert [(m["seconds_of_audio"], m["low_memory"]) for m in result["memory"]] == [
-        (1, False), (2, False), (1, True), (2, True)
-    ]  # fmt: skip
+    assert [m["seconds_of_audio"] for m in result["memory"]] == [1, 2]
     assert all(m["peak_rss_mb"] >= m["rss_after_imports_mb"] > 50 for m in result["memory"])
     assert "real-time factor" in out.with_suffix(".md").read_text()

@@ -59,6 +59,7 @@ def test_resume_is_exact(tiny_dataset, tmp_path):
     assert any(not torch.equal(a[k], ref[k]) for k in a)  # and the resumed steps did train
 
 
+@pytest.mark.slow  # two real DDP processes (accelerate launch)
 def test_two_real_processes(tiny_dataset, tmp_path):
     proc = launch_two_processes(
         "train_khp",

@@ -106,6 +106,7 @@ def test_group_sigterm_checkpoints_and_resume_is_exact(tiny_dataset, tmp_path):
         assert_same_weights(a, b)
 
 
+@pytest.mark.slow  # two real DDP processes (accelerate launch)
 def test_two_real_processes(tiny_dataset, tmp_path):
     proc = launch_two_processes(
         "train_stu",

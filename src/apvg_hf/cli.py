@@ -15,17 +15,6 @@ import time
 from pathlib import Path
 
 
-def steady_memory() -> None:
-    """glibc: a fixed 1 MiB mmap threshold, so the big tensors of each step go back to the OS when freed
-    instead of fragmenting the heap: peak memory about a third lower and flat in the audio's length, but
-    generation about 1.6x slower (page faults). No-op elsewhere. `apvg generate --low-memory`."""
-    import contextlib
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-
-
 def _load(model: str | None, device: str | None, quiet: bool):
     from .pipeline_apvg import APVGPipeline
     from .pipeline_performance_video import default_pipeline_path
@@ -46,8 +35,6 @@ def cmd_generate(args) -> int:
 
     from .video_io import audio_duration, check_output_path, load_audio
 
-    if args.low_memory:
-        steady_memory()
     # Bad input fails in a blink, before the models load: the file, then the output path.
     audio = Path(args.audio)
     seconds = audio_duration(audio) if audio.is_file() and audio.stat().st_size else None
@@ -129,8 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--bf16", action="store_true", help="the STU under bfloat16 autocast (~2x faster on AMX CPUs)"
     )
-    g.add_argument("--low-memory", action="store_true",
-                   help="keep peak memory flat (glibc: big buffers returned to the OS at once; ~1.6x slower)")  # fmt: skip
     g.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)

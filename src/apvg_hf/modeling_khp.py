@@ -323,7 +323,16 @@ class KHPModel(KHPPreTrainedModel):
                     null = torch.sigmoid(self.coarse_decoder.null_base).to(base.dtype)
                     base = torch.where(reference_mask[:, None, None, None].bool(), base, null)
                 base = base[:, None].expand(B, hc.shape[1], 3, s, s).reshape(-1, 3, s, s)
-            coarse = self.coarse_decoder(hc.reshape(-1, h.shape[-1]), base).view(B, hc.shape[1], 3, s, s)
+            flat = hc.reshape(-1, h.shape[-1])  # (B * N, D)
+            # Inference decodes in blocks of frames: the decoder's activations (64 channels up to s x s
+            # a frame) stay a few MB, however long the window. Training decodes its few frames at once.
+            block = len(flat) if self.training else 64
+            coarse = torch.cat(
+                [
+                    self.coarse_decoder(flat[i : i + block], None if base is None else base[i : i + block])
+                    for i in range(0, len(flat), block)
+                ]
+            ).view(B, hc.shape[1], 3, s, s)
 
         loss = terms = None
         if target_keypoints is not None:
@@ -362,12 +371,13 @@ class KHPModel(KHPPreTrainedModel):
         inputs run chunk by chunk. `kwargs` are the reference inputs of `forward`."""
         T, ctx = input_features.shape[1], self.config.receptive_field
         lo, hi = max(0, start - ctx), min(T, end + ctx)
-        out = self(input_features[:, lo:hi], **kwargs)
+        keep = torch.arange(start - lo, end - lo, device=input_features.device)  # the context is not decoded
+        out = self(input_features[:, lo:hi], coarse_frame_indices=keep, **kwargs)
         sl = slice(start - lo, end - lo)
         return KHPOutput(
             keypoints=out.keypoints[:, sl],
             visibility_logits=out.visibility_logits[:, sl],
-            coarse_frames=None if out.coarse_frames is None else out.coarse_frames[:, sl],
+            coarse_frames=out.coarse_frames,
             last_hidden_state=out.last_hidden_state[:, sl],
         )
 

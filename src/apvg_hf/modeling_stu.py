@@ -71,7 +71,9 @@ class GraphStructureModule(nn.Module):
         nodes = torch.einsum("nkhw,nchw->nkc", weights, features)  # (N, K, C) pooled per keypoint
         x = F.silu(self.inp(nodes))
         for layer in self.gcn:
-            x = x + F.silu(layer(self.adjacency.to(x.dtype) @ x))  # (N, K, hidden): message passing along bones
+            x = x + F.silu(
+                layer(self.adjacency.to(x.dtype) @ x)
+            )  # (N, K, hidden): message passing along bones
         scattered = torch.einsum("nkhw,nkc->nchw", keypoint_maps, self.out(x))  # back onto the map
         return features + self.fuse(torch.cat([features, scattered], dim=1))
 
@@ -251,13 +253,21 @@ class STUModel(ModelMixin, ConfigMixin):
         dev, dt = self.device, self.dtype
         n = (heatmaps if heatmaps is not None else keypoints).shape[1]
         reference = reference.to(dev, dt)
+        buffer = None  # the step's input maps, reused: memory stays flat however long the clip
         for c in range(0, n, batch_frames):
             sl = slice(c, c + batch_frames)
             if heatmaps is not None:
                 maps = heatmaps[:, sl].to(dev, dt)
             else:
+                kp = keypoints[:, sl].to(dev)  # (B, m, K, 2)
                 vis = None if visibility is None else visibility[:, sl].to(dev)
-                maps = self.render_heatmaps(keypoints[:, sl].to(dev), vis).to(dt)  # (B, m, K + L, R, R)
+                B, m = kp.shape[:2]
+                R, C = self.config.resolution, self.config.num_keypoints + self.config.num_limbs
+                if buffer is None or buffer.shape[1] != m:
+                    buffer = torch.empty(B, m, C, R, R, device=dev, dtype=dt)
+                for j in range(m):  # frame by frame: the rendering's temporaries stay one frame big
+                    buffer[:, j] = self.render_heatmaps(kp[:, j], None if vis is None else vis[:, j])
+                maps = buffer  # (B, m, K + L, R, R)
             if clock is not None:
                 clock.lap("heatmaps")
             with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
