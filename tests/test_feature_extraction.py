@@ -74,7 +74,7 @@ def test_silence_is_valid_and_bad_audio_is_a_clear_error():
     bad = {
         "empty": np.zeros(0, np.float32),
         "NaN": np.array([0.0, np.nan, 0.0], np.float32),
-        "infinite": np.array([0.0, np.inf], np.float32),
+        "NaN or inf": np.array([0.0, np.inf], np.float32),
         "1D|2D": np.zeros((2, 3, 4), np.float32),
         "C <= 8": np.zeros((100, 100), np.float32),
         "numeric": np.array(["a", "b"]),

@@ -44,8 +44,8 @@ def to_float_waveform(audio, what: str = "the audio") -> np.ndarray:
     """A waveform from a user -> float32, channels last: (N,) mono or (N, C).
 
     Integer PCM is scaled by its type (int16 / 32768, int32 / 2**31, uint8 centred on 128), floats are
-    taken as they are (-1..1). 2D arrays are (N, C) as soundfile gives them, or (C, N) when the first
-    axis is the shorter one and has at most 8 entries.
+    taken as they are (-1..1). 2D arrays are (N, C) as soundfile gives them (C <= 8), else (C, N) with
+    C <= 8; anything else is refused.
 
     >>> to_float_waveform(np.array([0, 16384, -32768], np.int16)).tolist()
     [0.0, 0.5, -1.0]
@@ -67,8 +67,15 @@ def to_float_waveform(audio, what: str = "the audio") -> np.ndarray:
     a = a.astype(np.float32, copy=False)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{what} contains NaN or inf samples")
-    if a.ndim == 2 and a.shape[0] < a.shape[1] and a.shape[0] <= 8:
-        a = a.T  # (C, N) -> (N, C)
+    if a.ndim == 2:
+        if a.shape[1] <= 8:
+            pass  # (N, C), as soundfile gives it (also when both axes are short)
+        elif a.shape[0] <= 8:
+            a = a.T  # (C, N) -> (N, C)
+        else:
+            raise ValueError(
+                f"{what}: a 2D waveform must be (N, C) or (C, N) with C <= 8 channels, got {a.shape}"
+            )
     return a
 
 
