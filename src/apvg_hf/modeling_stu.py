@@ -151,10 +151,18 @@ class STUModel(ModelMixin, ConfigMixin):
         self, keypoints: torch.Tensor, visibility: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Keypoints (..., K, 2) in [0, 1] (+ visibility (..., K)) -> this model's input maps
-        (..., K + L, R, R) at its `resolution`, with the Gaussian widths it was trained with."""
+        (..., K + L, R, R) at its `resolution`, with the Gaussian widths it was trained with.
+
+        Rendered sparsely (`keypoints_to_heatmaps(method="fast")`: only the tiles near each keypoint and
+        bone; equal to the dense maps within 1.5e-8) at a few percent of the dense maps' cost."""
         c = self.config
         return keypoints_to_heatmaps(
-            keypoints, c.resolution, visibility=visibility, sigma=c.heatmap_sigma, limb_sigma=c.limb_sigma
+            keypoints,
+            c.resolution,
+            visibility=visibility,
+            sigma=c.heatmap_sigma,
+            limb_sigma=c.limb_sigma,
+            method="fast",
         )
 
     def initial_state(

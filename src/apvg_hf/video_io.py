@@ -80,8 +80,10 @@ def to_float_waveform(audio, what: str = "the audio") -> np.ndarray:
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
-    """(N,) or (N, C) -> (N,) float32, channels averaged."""
-    return audio if audio.ndim == 1 else audio.mean(axis=1, dtype=np.float32)
+    """(N,) or (N, C) -> (N,) float32, channels averaged (one channel: a view, no copy)."""
+    if audio.ndim == 1:
+        return audio
+    return audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1, dtype=np.float32)
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -390,12 +392,10 @@ class VideoWriter:
             self._container.mux(packet)
         if self._audio_stream is not None:
             aus, sr = self._audio_stream, self.sampling_rate
-            planar = np.ascontiguousarray(self.audio.T)  # (C, N) float planar
             step = 1024 * 16
-            for i in range(0, planar.shape[1], step):
-                chunk = av.AudioFrame.from_ndarray(
-                    planar[:, i : i + step], format="fltp", layout=aus.layout.name
-                )
+            for i in range(0, len(self.audio), step):  # planar (C, n) pieces: no copy of the whole track
+                planar = np.ascontiguousarray(self.audio[i : i + step].T)
+                chunk = av.AudioFrame.from_ndarray(planar, format="fltp", layout=aus.layout.name)
                 chunk.sample_rate, chunk.pts = sr, i
                 for packet in aus.encode(chunk):
                     self._container.mux(packet)
