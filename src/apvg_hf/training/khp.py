@@ -29,8 +29,17 @@ from ..evaluation import evaluate_predictor, khp_predict
 from ..evaluation.khp import performance_key, reference_for
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..modeling_khp import KHPModel
-from .config import MixedPrecision, kwargs_dataclass, save_config
-from .loop import GracefulStop, after_step, init_run, make_accelerator, parse_args, resume_step, step_log
+from .config import MixedPrecision, kwargs_dataclass
+from .loop import (
+    GracefulStop,
+    after_step,
+    init_run,
+    make_accelerator,
+    parse_args,
+    resume_step,
+    save_final,
+    step_log,
+)
 
 KHPConfigArgs = kwargs_dataclass(KHPConfig, module=__name__)
 FeatureExtractorArgs = kwargs_dataclass(APVGFeatureExtractor, module=__name__)
@@ -242,16 +251,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
                 return None
 
     # 5. Save the model (main process), its feature extractor and the resolved config.
-    accelerator.wait_for_everyone()
-    model_dir = out_dir / "model"
-    if is_main:
-        net = accelerator.unwrap_model(model)
-        net.save_pretrained(model_dir)
-        extractor.save_pretrained(model_dir)
-        save_config(cfg, model_dir / "train_config.yaml")
-        accelerator.print(f"saved {model_dir}")
-    accelerator.end_training()
-    return model_dir
+    return save_final(accelerator, out_dir, cfg, model, extractor)
 
 
 def main(argv: list[str] | None = None, doc: str | None = None) -> Path | None:

@@ -222,3 +222,18 @@ def closing_loader(loader: torch.utils.data.DataLoader) -> Iterator:
         shutdown = getattr(iterator, "_shutdown_workers", None)  # absent without workers
         if shutdown is not None:
             shutdown()
+
+
+def save_final(accelerator: Accelerator, out_dir: Path, cfg, model, *extras) -> Path:
+    """`<out>/model`: the trained model's `save_pretrained` (main process), any `extras` saved beside it
+    (e.g. the feature extractor) and the resolved config; ends the run. Returns the folder."""
+    accelerator.wait_for_everyone()
+    model_dir = out_dir / "model"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(model_dir)
+        for extra in extras:
+            extra.save_pretrained(model_dir)
+        save_config(cfg, model_dir / "train_config.yaml")
+        accelerator.print(f"saved {model_dir}")
+    accelerator.end_training()
+    return model_dir

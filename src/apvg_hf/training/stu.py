@@ -34,7 +34,7 @@ from ..evaluation.khp import performance_key, reference_source
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..heatmaps import keypoints_to_heatmaps
 from ..modeling_stu import STUModel
-from .config import MixedPrecision, kwargs_dataclass, save_config
+from .config import MixedPrecision, kwargs_dataclass
 from .loop import (
     GracefulStop,
     after_step,
@@ -44,6 +44,7 @@ from .loop import (
     make_accelerator,
     parse_args,
     resume_step,
+    save_final,
     step_log,
 )
 from .stu_objective import PatchDiscriminator, discriminator_input, lsgan, pose_maps, reconstruction_losses
@@ -325,14 +326,7 @@ def train(cfg: TrainSTUConfig, resume: str | None = None) -> Path | None:
                 return None
 
     # 5. Save the STU (main process) and the resolved config; the discriminator stays in the checkpoints.
-    accelerator.wait_for_everyone()
-    model_dir = out_dir / "model"
-    if is_main:
-        accelerator.unwrap_model(model).save_pretrained(model_dir)
-        save_config(cfg, model_dir / "train_config.yaml")
-        accelerator.print(f"saved {model_dir}")
-    accelerator.end_training()
-    return model_dir
+    return save_final(accelerator, out_dir, cfg, model)
 
 
 def main(argv: list[str] | None = None, doc: str | None = None) -> Path | None:
