@@ -406,11 +406,8 @@ class APVGPipeline(DiffusionPipeline):
             bar = self.progress_bar(total=total) if show_progress else None
             for done, (a, _, k) in enumerate(chunks, 1):
                 clock.lap("khp")
-                kp, vis, co = (
-                    k.keypoints,
-                    k.visibility,
-                    k.coarse_frames,
-                )  # (1, n, K, 2) (1, n, K) (1, n, 3, s, s)
+                # (1, n, K, 2), (1, n, K), (1, n, 3, s, s)
+                kp, vis, co = k.keypoints, k.visibility, k.coarse_frames
                 steps = self.stu.iter_render(
                     kp, vis, co, stu_ref, state=state, batch_frames=stu_batch, autocast_dtype=autocast_dtype,
                     clock=clock,
