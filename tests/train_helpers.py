@@ -19,7 +19,8 @@ from conftest import ROOT
 
 def stop_with_group_sigterm(script: str, args: list[str], out_dir: Path, timeout: float = 240) -> tuple:
     """Run scripts/<script>.py with `args` (which must write a checkpoint every step) in a new session;
-    once `checkpoints/step-000001` is complete, SIGTERM the whole process group and wait for it.
+    once a first checkpoint is complete (any step: older ones may be pruned already), SIGTERM the whole
+    process group and wait for it. Give the run enough steps that it cannot finish before that.
 
     Returns (exit status, output, step of the newest checkpoint, process group id). Every process
     of the group is killed if the run does not end in time.
@@ -31,20 +32,20 @@ def stop_with_group_sigterm(script: str, args: list[str], out_dir: Path, timeout
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     pgid = proc.pid  # a session leader: its pid is the group id
+    from apvg_hf.training import latest_checkpoint
+
     try:
-        first = out_dir / "checkpoints" / "step-000001" / "trainer_state.json"
         deadline = time.time() + timeout
-        while not first.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert first.exists(), f"no first checkpoint:\n{log.read_text()[-3000:]}"
+        while latest_checkpoint(out_dir) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, f"the run ended before it could be signalled:\n{log.read_text()[-3000:]}"
+        assert latest_checkpoint(out_dir) is not None, f"no first checkpoint:\n{log.read_text()[-3000:]}"
         os.killpg(pgid, signal.SIGTERM)
         code = proc.wait(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(pgid, signal.SIGKILL)
             proc.wait()
-    from apvg_hf.training import latest_checkpoint
-
     ckpt = latest_checkpoint(out_dir)
     step = json.loads((ckpt / "trainer_state.json").read_text())["step"] if ckpt else None
     return code, log.read_text(), step, pgid
