@@ -304,6 +304,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (5 if args.what == "stu" else 2)
     torch.set_flush_denormal(True)
+    try:
+        return _run(args)
+    finally:
+        torch.set_flush_denormal(False)  # torch's default: a caller in the same process (a test) gets it back
+
+
+def _run(args) -> dict:
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
     meta = {
         "device": device,

@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--chunk", type=int, default=32, help="frames per STU call (state carried across)")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
-    torch.set_flush_denormal(True)  # Gaussian tails are denormal floats, slow on x86
 
     # 1. Models: all must share a resolution.
     paths = {args.name: args.model} | parse_compare(args.compare)
@@ -213,5 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    torch.set_flush_denormal(
+        True
+    )  # Gaussian tails are denormal floats, slow on x86 (process-wide: here only)
     main()
     sys.exit(0)
