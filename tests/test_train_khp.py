@@ -13,7 +13,7 @@ import apvg_hf  # noqa: F401  (registers the Auto classes)
 from apvg_hf import KHPModel
 from apvg_hf.training import khp
 from conftest import launch_two_processes, load_script
-from train_helpers import assert_same_weights, group_gone, stop_with_group_sigterm
+from train_helpers import assert_same_weights, group_gone, run_script, stop_with_group_sigterm
 
 TINY = [
     "--model.hidden_size=32",
@@ -135,9 +135,14 @@ def test_group_sigterm_checkpoints_and_resume_is_exact(tiny_dataset, tmp_path):
     assert f"stopped after step {stopped} (interrupted)" in out and "Traceback" not in out, out[-3000:]
     assert 1 <= stopped < steps, f"the run ended at step {stopped} of {steps} before the signal"
     assert group_gone(pgid)
-    resumed = khp.main([*common, f"--output_dir={tmp_path / 'stopped'}", "--checkpoint_every=0", "--resume"])
-    straight = khp.main([*common, f"--output_dir={tmp_path / 'straight'}", "--checkpoint_every=0"])
-    assert_same_weights(straight / "model.safetensors", resumed / "model.safetensors")
+    # Both runs in fresh processes, like the stopped one: nothing of this test process can differ.
+    run_script(
+        "train_khp", [*common, f"--output_dir={tmp_path / 'stopped'}", "--checkpoint_every=0", "--resume"]
+    )
+    run_script("train_khp", [*common, f"--output_dir={tmp_path / 'straight'}", "--checkpoint_every=0"])
+    assert_same_weights(
+        tmp_path / "straight/model/model.safetensors", tmp_path / "stopped/model/model.safetensors"
+    )
 
 
 def test_fine_tune_from_a_saved_model_on_several_datasets(tiny_dataset, tmp_path):

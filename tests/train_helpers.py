@@ -51,6 +51,15 @@ def stop_with_group_sigterm(script: str, args: list[str], out_dir: Path, timeout
     return code, log.read_text(), step, pgid
 
 
+def run_script(script: str, args: list[str], timeout: float = 240) -> None:
+    """Run scripts/<script>.py in a fresh process with the environment `stop_with_group_sigterm` uses, so
+    runs compared bit for bit share nothing with the test process (thread pools, global torch flags)."""
+    env = os.environ | {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    cmd = [sys.executable, str(ROOT / "scripts" / f"{script}.py"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
 def group_gone(pgid: int, wait: float = 10.0) -> bool:
     """True once no process of group `pgid` is left (DataLoader workers included)."""
     deadline = time.time() + wait
