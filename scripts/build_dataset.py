@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0, help="a non-negative integer")
     ap.add_argument("--variants", type=_positive(int), help="performances per piece (default: the preset's)")
     ap.add_argument("--clip-seconds", type=_positive(float), help="longest clip (default: the preset's)")
-    ap.add_argument("--soundfont", help="a .sf2 file (default: a system one if present, else TimGM6mb)")
+    ap.add_argument(
+        "--soundfont",
+        help="a .sf2 file or a name (timgm6mb, fluidr3, csound); a comma-separated list picks one per "
+        "performance (default: timgm6mb, bundled with pretty_midi)",
+    )
     ap.add_argument(
         "--overwrite", action="store_true", help="replace OUTPUT once the new dataset is complete"
     )
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{args.output} exists and is not empty (pass --overwrite to replace it when the build is done)"
         )
     try:
-        find_soundfont(args.soundfont)
+        for name in (args.soundfont or "timgm6mb").split(","):
+            find_soundfont(name.strip())
     except FileNotFoundError as err:
         ap.error(str(err))
 

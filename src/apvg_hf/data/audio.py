@@ -16,39 +16,61 @@ from apvg_hf.video_io import load_audio, save_audio  # noqa: F401 (re-exported)
 
 RELEASE_TAIL_S = 1.0  # midirenderer stops at the last MIDI event: keep rendering this long for note releases
 PEAK_DBFS = -1.0
-SYSTEM_SOUNDFONTS = (
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
-    "/usr/share/sounds/sf2/MuseScore_General.sf2",
-    "/usr/share/soundfonts/FluidR3_GM.sf2",
-    "/usr/share/soundfonts/MuseScore_General.sf2",
-    "/usr/share/soundfonts/default.sf2",
-)
+# Named SoundFonts: the PyPI-only default, and Debian's General MIDI fonts where installed
+# (`apt-get install fluid-soundfont-gm csound-soundfont`). The default is always the
+# bundled one, whatever is installed, so installing a package never changes what a build renders.
+SOUNDFONTS = {
+    "timgm6mb": (),  # inside the pretty_midi wheel (GPL-2)
+    "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2"),  # MIT
+    # Csound's GM bank (public domain). MuseScore's Debian fonts are SoundFont 3 (Ogg samples), which
+    # midirenderer cannot read.
+    "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2"),
+}
+DEFAULT_SOUNDFONT = "timgm6mb"
+
+
+def _bundled_soundfont() -> Path:
+    import pretty_midi
+
+    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
 def find_soundfont(path: str | os.PathLike | None = None) -> Path:
-    """The SoundFont to render with: `path` if given, else `$APVG_HF_SOUNDFONT`, else a General MIDI SoundFont
-    installed on the system (Debian's fluid-soundfont-gm / musescore-general-soundfont), else the small
-    TimGM6mb.sf2 that ships inside the pretty_midi wheel.
+    """The SoundFont to render with: `path` (a file, or a name in `SOUNDFONTS`) if given, else
+    `$APVG_HF_SOUNDFONT` (the same), else TimGM6mb.sf2 from the pretty_midi wheel.
 
-    >>> find_soundfont().suffix
-    '.sf2'
+    >>> find_soundfont().name
+    'TimGM6mb.sf2'
     """
     explicit = path if path is not None else os.environ.get("APVG_HF_SOUNDFONT") or None
-    if explicit is not None:
-        found = Path(explicit).expanduser()
-        if not found.is_file():
-            source = "" if path is not None else " (from $APVG_HF_SOUNDFONT)"
-            raise FileNotFoundError(f"SoundFont {str(found)!r}{source} does not exist")
-        return found
-    for candidate in SYSTEM_SOUNDFONTS:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    import pretty_midi
+    source = "" if path is not None else " (from $APVG_HF_SOUNDFONT)"
+    name = str(explicit).lower() if explicit is not None else DEFAULT_SOUNDFONT
+    if name in SOUNDFONTS:
+        candidates = [Path(c) for c in SOUNDFONTS[name]] or [_bundled_soundfont()]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"SoundFont {name!r}{source} is not installed (looked for {', '.join(map(str, candidates))})"
+        )
+    found = Path(explicit).expanduser()
+    if not found.is_file():
+        raise FileNotFoundError(
+            f"SoundFont {str(found)!r}{source} does not exist (a .sf2 file or one of {sorted(SOUNDFONTS)})"
+        )
+    return found
 
-    bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
-    if not bundled.is_file():
-        raise FileNotFoundError(f"no SoundFont found: set $APVG_HF_SOUNDFONT ({bundled} is missing)")
-    return bundled
+
+def available_soundfonts() -> list[str]:
+    """Names in `SOUNDFONTS` whose file is on this machine (always at least the bundled default)."""
+    out = []
+    for name in SOUNDFONTS:
+        try:
+            find_soundfont(name)
+            out.append(name)
+        except FileNotFoundError:
+            pass
+    return out
 
 
 @lru_cache(maxsize=4)

@@ -47,7 +47,7 @@ class PerformanceSpec:
     height: int = 256
     sampling_rate: int = 16000
     augment: bool = True
-    soundfont: str | None = None
+    soundfont: str | None = None  # a .sf2 path or name; "a,b,c": one of them per performance (rng)
     video_crf: int = 14
     video_pix_fmt: str = "yuv444p"  # keeps thin coloured lines (4:2:0 blurs them); crf 14: ~41 dB
     video_preset: str = "veryfast"  # x264: same size as "medium" here, half the time
@@ -67,6 +67,7 @@ class Performance:
     appearance_id: int
     camera: Camera
     duration: float
+    soundfont: str  # the SoundFont the audio was rendered with (a name or a file name)
 
 
 def perform(spec: PerformanceSpec) -> Performance:
@@ -86,16 +87,28 @@ def perform(spec: PerformanceSpec) -> Performance:
     appearance_id = int(rng.integers(len(APPEARANCES)))
     camera = sample_camera(rng, aspect=spec.width / spec.height)
     app = APPEARANCES[appearance_id]
+    soundfont = pick_soundfont(spec)
     plan = plan_performance(notes, body=app.body, config=PianistConfig())
     last = max((n.offset for n in plan.notes), default=0.0)
     duration = np.ceil((last + 1.0) * spec.fps) / spec.fps  # a second of release; whole frames
     audio = render_notes(
-        plan.notes, sampling_rate=spec.sampling_rate, soundfont=spec.soundfont, duration=duration
+        plan.notes, sampling_rate=spec.sampling_rate, soundfont=soundfont or None, duration=duration
     )
     motion = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng)
     return Performance(
-        spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration
+        spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration,
+        soundfont,
     )
+
+
+def pick_soundfont(spec: PerformanceSpec) -> str:
+    """The SoundFont of a performance: `spec.soundfont`, or one of a comma-separated list chosen from
+    (seed, piece, variant) alone, so adding SoundFonts changes nothing else of the performance."""
+    if not spec.soundfont or "," not in spec.soundfont:
+        return spec.soundfont or ""
+    names = [n.strip() for n in spec.soundfont.split(",") if n.strip()]
+    pick = np.random.default_rng([spec.seed, zlib.crc32(spec.piece_id.encode()), spec.variant, 7])
+    return names[int(pick.integers(len(names)))]
 
 
 def _flac_bytes(audio: np.ndarray, sr: int) -> bytes:
@@ -175,6 +188,7 @@ def generate_clips(
             "augmentation": {k: float(v) for k, v in perf.augmentation.items()},
             "dropped_notes": perf.n_dropped,
             "seed": spec.seed,
+            "soundfont": perf.soundfont or "timgm6mb",
         }
 
 
@@ -233,6 +247,7 @@ def features(sampling_rate: int = 16000, audio_feature: bool = True) -> datasets
                 "int32"
             ),  # score notes of the whole performance it could not play
             "seed": datasets.Value("int64"),
+            "soundfont": datasets.Value("string"),  # what rendered the audio (a name in SOUNDFONTS or a file)
         }
     )
 
