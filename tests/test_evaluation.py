@@ -130,7 +130,7 @@ def test_baselines_fit_predict_and_lstm_round_trip(clips, tmp_path):
 def test_reference_comes_from_another_clip_of_the_performance(clips):
     train, _ = clips
     for clip in train:
-        kp, frame = reference_for(clip, train)
+        kp, frame, _keys = reference_for(clip, train)
         assert kp.shape == (56, 2) and frame.shape == (3, 16, 16) and frame.min() >= 0 and frame.max() <= 1
         same = [c for c in train if performance_key(c) == performance_key(clip) and c is not clip]
         if same:  # the reference frame is none of the clip's own frames

@@ -32,6 +32,19 @@ class KHPConfig(PretrainedConfig):
         reference_dropout: in training, the fraction of windows whose reference (keypoints and frame
             of the performer in the scene) is withheld, so one model works with and without it.
 
+        architecture: "audio" (audio features -> motion directly, the first models) or "notes": a
+            transcriber hears the notes (88-key onset / sustain / velocity per frame), and a motion
+            decoder plays them: it reads a piano roll (transcribed, or from MIDI) and the keyboard's
+            geometry in the reference frame, and aims each fingertip at a key (a pointer over the
+            88 key positions plus a small offset).
+        num_keys: keys of the keyboard (88).
+        transcriber_layers, transcriber_channels: the transcriber's local-attention layers and the
+            channels of its 2D convolutions over (time, frequency).
+        key_context: frames of piano roll each way the fingertip pointer sees per key (anticipation).
+        tip_offset_scale: the largest fingertip offset from its key's centre, in image units.
+        onset_threshold, frame_threshold: decoding the transcriber's probabilities into notes.
+        loss_transcription: weight of the transcription loss (onset and sustain BCE, velocity MSE).
+
     >>> from apvg_hf import KHPConfig
     >>> config = KHPConfig(hidden_size=64, num_layers=2)
     >>> config.model_type, config.receptive_field
@@ -65,8 +78,19 @@ class KHPConfig(PretrainedConfig):
         hand_weight: float = 2.0,
         reference_dropout: float = 0.3,
         initializer_range: float = 0.02,
+        architecture: str = "audio",
+        num_keys: int = 88,
+        transcriber_layers: int = 3,
+        transcriber_channels: int = 16,
+        key_context: int = 8,
+        tip_offset_scale: float = 0.05,
+        onset_threshold: float = 0.5,
+        frame_threshold: float = 0.5,
+        loss_transcription: float = 1.0,
         **kwargs,
     ):
+        if architecture not in ("audio", "notes"):
+            raise ValueError(f"architecture must be 'audio' or 'notes', got {architecture!r}")
         if coarse_size not in (0, 16, 32, 64, 128):
             raise ValueError(f"coarse_size must be 0 (off), 16, 32, 64 or 128, got {coarse_size}")
         if hidden_size % num_heads:
@@ -96,9 +120,25 @@ class KHPConfig(PretrainedConfig):
         self.hand_weight = hand_weight
         self.reference_dropout = reference_dropout
         self.initializer_range = initializer_range
+        self.architecture = architecture
+        self.num_keys = num_keys
+        self.transcriber_layers = transcriber_layers
+        self.transcriber_channels = transcriber_channels
+        self.key_context = key_context
+        self.tip_offset_scale = tip_offset_scale
+        self.onset_threshold = onset_threshold
+        self.frame_threshold = frame_threshold
+        self.loss_transcription = loss_transcription
         super().__init__(**kwargs)
 
     @property
     def receptive_field(self) -> int:
-        """Frames of context each way that can influence one output frame."""
-        return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2)
+        """Frames of context each way that can influence one output frame (of the motion decoder, for
+        "notes": its input is the piano roll)."""
+        extra = self.key_context if self.architecture == "notes" else 0
+        return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2) + extra
+
+    @property
+    def transcriber_receptive_field(self) -> int:
+        """Frames of audio features each way that can influence one frame of transcription."""
+        return self.transcriber_layers * self.attention_window + 3

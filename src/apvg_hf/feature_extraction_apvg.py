@@ -35,6 +35,11 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
         n_fft: window (and FFT) length in samples at `sampling_rate` (1024 = 64 ms at 16 kHz).
         f_min, f_max: mel band limits in Hz.
         padding_value: value of padded rows in a batch (silence is about -1.5 after scaling).
+        floor_db: None: mel power is floored at 1e-10 (-100 dB), the first models' features. A number:
+            floored at `floor_db` below the loudest mel band of the whole input (and never below
+            1e-10), so the noise floor every real recording has (hiss, hum, room tone, dithering)
+            sits at the floor instead of drawing a pattern 30-60 dB below the music. The features
+            then depend on the whole input (its peak), not only on each frame's window.
 
     Input: a 1D waveform, a 2D multichannel one ((N, C) or (C, N), C <= 8, averaged to mono), or a list
     of them; numpy arrays, lists or torch tensors. Output: `input_features` (B, T, feature_size) and
@@ -53,6 +58,7 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
         f_max: float = 8000.0,
         padding_value: float = 0.0,
         return_attention_mask: bool = True,
+        floor_db: float | None = None,
         **kwargs,
     ):
         super().__init__(
@@ -66,6 +72,9 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(
                 f"bad settings: fps={fps}, n_fft={n_fft}, f_min={f_min}, f_max={f_max}, sampling_rate={sampling_rate}"
             )
+        if floor_db is not None and not (math.isfinite(floor_db) and floor_db > 0):
+            raise ValueError(f"floor_db must be None or a number > 0, got {floor_db}")
+        self.floor_db = None if floor_db is None else float(floor_db)
         self.fps = float(fps)
         self.n_fft = int(n_fft)
         self.f_min, self.f_max = float(f_min), float(f_max)
@@ -112,9 +121,11 @@ class APVGFeatureExtractor(SequenceFeatureExtractor):
             centres = np.minimum(centres, len(x))  # (the last frame's middle may fall after the end)
             frames = padded[centres[:, None] + offsets[None, :]] * self.window  # (R, n_fft)
             power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2  # (R, n_fft // 2 + 1)
-            mel = power @ self.mel_filters  # (R, feature_size)
-            out[rows] = (np.log10(np.maximum(mel, 1e-10)) + 4.0) / 4.0
-        return out
+            out[rows] = power @ self.mel_filters  # (R, feature_size) mel power
+        floor = 1e-10
+        if self.floor_db is not None and num_frames:
+            floor = max(floor, float(out.max()) * 10 ** (-self.floor_db / 10))
+        return (np.log10(np.maximum(out, floor)) + 4.0) / 4.0
 
     def __call__(
         self,

@@ -31,9 +31,11 @@ from transformers.utils import ModelOutput
 from .configuration_khp import KHPConfig
 from .heatmaps import heatmap_distance
 from .hub import model_card, push_object
-from .skeleton import BONES, HAND_INDICES
+from .piano_roll import notes_to_roll, roll_to_notes
+from .skeleton import BONES, FINGERTIPS, HAND_INDICES
 
 _HAND = sorted(i for h in HAND_INDICES.values() for i in h)
+_TIPS = [i for h in ("left", "right") for i in FINGERTIPS[h]]  # the ten fingertips
 
 
 @dataclass
@@ -45,8 +47,9 @@ class KHPOutput(ModelOutput):
         keypoints: (B, T, K, 2) normalised (x, y) in [0, 1].
         visibility_logits: (B, T, K); sigmoid gives the probability a keypoint is visible.
         coarse_frames: (B, T, 3, h, w) in [0, 1] (or (B, N, 3, h, w) for `coarse_frame_indices`).
-        last_hidden_state: (B, T, D) encoder output.
-        loss_terms: (6,) the unweighted loss terms, in `KHPModel.loss_names` order.
+        last_hidden_state: (B, T, D) encoder output (of the motion decoder for "notes").
+        loss_terms: (7,) the unweighted loss terms, in `KHPModel.loss_names` order.
+        note_logits: (B, T, 88, 3) transcription logits (onset, sustain, velocity), "notes" only.
     """
 
     loss: torch.FloatTensor | None = None
@@ -55,6 +58,7 @@ class KHPOutput(ModelOutput):
     coarse_frames: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     loss_terms: torch.FloatTensor | None = None
+    note_logits: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -63,12 +67,15 @@ class KHPPrediction(ModelOutput):
 
     Args:
         keypoints: (B, T, K, 2) in [0, 1]; visibility: (B, T, K) probabilities;
-        coarse_frames: (B, T, 3, s, s) in [0, 1] (None without a coarse head).
+        coarse_frames: (B, T, 3, s, s) in [0, 1] (None without a coarse head);
+        notes: "notes" models: per batch item, the notes played (transcribed from the audio, or read
+            from the piano roll given), as dicts with pitch, onset, offset (s) and velocity.
     """
 
     keypoints: torch.FloatTensor | None = None
     visibility: torch.FloatTensor | None = None
     coarse_frames: torch.FloatTensor | None = None
+    notes: list | None = None
 
 
 class KHPLocalAttention(nn.Module):
@@ -199,6 +206,106 @@ class KHPReferenceEncoder(nn.Module):
         return out  # (B, D)
 
 
+class KHPTranscriber(nn.Module):
+    """Log-mel features (B, T, F) -> note logits (B, T, 88, 3): onset, sustain, velocity per key.
+
+    Three 2D convolutions over (time, frequency) (a note is a pattern of harmonics at fixed
+    frequency offsets, and an onset a change in time), frequency pooled by 4, projected per frame,
+    then `transcriber_layers` local-attention layers. No per-frame normalisation of the input: the
+    features are already relative to the recording's peak, and normalising each frame would lift
+    the noise floor of quiet frames into notes.
+    """
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        c, D = config.transcriber_channels, config.hidden_size
+        self.convs = nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.GELU(),
+            nn.MaxPool2d((1, 2)),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.GELU(),
+            nn.MaxPool2d((1, 2)),
+        )
+        self.proj = nn.Linear(2 * c * (config.feature_size // 4), D)
+        self.layers = nn.ModuleList([KHPLayer(config) for _ in range(config.transcriber_layers)])
+        self.norm = nn.LayerNorm(D)
+        self.head = nn.Linear(D, config.num_keys * 3)
+        self.num_keys = config.num_keys
+
+    def forward(self, features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = features.shape
+        if attention_mask is not None:  # padded frames are silence to the convolutions
+            features = features * attention_mask[..., None].to(features.dtype)
+        x = self.convs(features[:, None])  # (B, 2c, T, F // 4)
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, -1))  # (B, T, D)
+        for layer in self.layers:
+            x = layer(x, layer.attn.bias(T, attention_mask, x.dtype))
+        return self.head(self.norm(x)).view(B, T, self.num_keys, 3)
+
+
+class KHPKeyboard(nn.Module):
+    """The keyboard in the reference frame, and what is played on it.
+
+    Each key is embedded from its pitch and its quad in the image (B, 88, 4, 2); a piano roll
+    (B, T, 88, 3) becomes a per-frame note embedding (B, T, D) (the sum of the embeddings of the
+    sounding keys, per roll channel), and per-key activity features (B, T, 88, P) from a temporal
+    convolution over ±`key_context` frames of each key's roll (what sounds, and what comes next).
+    The fingertip pointer scores each fingertip against each key with them.
+    """
+
+    def __init__(self, config: KHPConfig):
+        super().__init__()
+        D, P, N = config.hidden_size, 32, config.num_keys
+        self.pitch = nn.Embedding(N, D)
+        self.geometry = nn.Sequential(nn.Linear(8, D), nn.GELU(), nn.Linear(D, D))
+        self.null_quads = nn.Parameter(torch.zeros(N, 4, 2))  # set_mean_keys: the training layout
+        self.channels = nn.Linear(D, 3 * D)
+        self.activity = nn.Conv1d(3, P, 2 * config.key_context + 1, padding=config.key_context)
+        self.key_proj = nn.Linear(D, P)
+        self.tip_query = nn.Linear(D, len(_TIPS) * P)
+        self.tip_offset = nn.Linear(D, len(_TIPS) * 2)
+        self.pointer_dim = P
+
+    def quads(
+        self, batch_size: int, reference_keys: torch.Tensor | None, reference_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B, 88, 4, 2): the reference's key quads, or the learned average layout where absent/masked."""
+        null = self.null_quads[None].expand(batch_size, -1, -1, -1)
+        if reference_keys is None:
+            return null
+        q = reference_keys.to(null.dtype)
+        if reference_mask is not None:
+            q = torch.where(reference_mask[:, None, None, None].bool(), q, null)
+        return q
+
+    def forward(self, piano_roll: torch.Tensor, quads: torch.Tensor):
+        """-> note embedding (B, T, D), key embeddings (B, 88, D), key activity (B, T, 88, P)."""
+        B, T, N, _ = piano_roll.shape
+        keys = self.pitch.weight[None] + self.geometry(quads.flatten(2))  # (B, 88, D)
+        per_channel = self.channels(keys).view(B, N, 3, -1)  # (B, 88, 3, D)
+        notes = torch.einsum("btkc,bkcd->btd", piano_roll.to(keys.dtype), per_channel)  # (B, T, D)
+        roll = piano_roll.to(keys.dtype).permute(0, 2, 3, 1).reshape(B * N, 3, T)
+        activity = self.activity(roll).view(B, N, self.pointer_dim, T).permute(0, 3, 1, 2)  # (B, T, 88, P)
+        return notes, keys, activity
+
+    def fingertips(
+        self, h: torch.Tensor, keys: torch.Tensor, activity: torch.Tensor, quads: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
+        fingertip (its centre in the image) plus an offset of at most `scale`."""
+        B, T, _ = h.shape
+        P = self.pointer_dim
+        q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
+        k = self.key_proj(keys)[:, None] + activity  # (B, T, 88, P)
+        choice = torch.softmax(torch.einsum("btfp,btkp->btfk", q, k) / math.sqrt(P), dim=-1)
+        centres = quads.mean(2).to(h.dtype)  # (B, 88, 2)
+        at = torch.einsum("btfk,bkx->btfx", choice, centres)  # (B, T, 10, 2)
+        return at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
+
+
 class KHPPreTrainedModel(PreTrainedModel):
     config_class = KHPConfig
     base_model_prefix = "khp"
@@ -212,6 +319,8 @@ class KHPPreTrainedModel(PreTrainedModel):
             init.zeros_(module.relative_bias)
         elif isinstance(module, KHPCoarseDecoder):
             init.zeros_(module.null_base)
+        elif isinstance(module, KHPKeyboard):
+            init.zeros_(module.null_quads)
         elif isinstance(module, KHPReferenceEncoder):
             init.zeros_(module.null_keypoints)
             if module.frame is not None:
@@ -230,7 +339,7 @@ class KHPModel(KHPPreTrainedModel):
     ((2, 40, 56, 2), (2, 40, 56), (2, 40, 3, 16, 16))
     """
 
-    loss_names = ("coordinate", "heatmap", "bone", "velocity", "visibility", "coarse")
+    loss_names = ("coordinate", "heatmap", "bone", "velocity", "visibility", "coarse", "transcription")
     card_kind = "khp"  # for apvg_hf.hub.model_card
     card_summary = (
         "Stage 1 of APVG: audio features -> body and hand keypoints, visibility and a coarse video."
@@ -239,8 +348,12 @@ class KHPModel(KHPPreTrainedModel):
     def __init__(self, config: KHPConfig):
         super().__init__(config)
         D, k = config.hidden_size, config.conv_kernel_size
-        self.input_norm = nn.LayerNorm(config.feature_size)
-        self.input_proj = nn.Linear(config.feature_size, D)
+        if config.architecture == "notes":  # audio -> notes (transcriber) -> motion (keyboard + decoder)
+            self.transcriber = KHPTranscriber(config)
+            self.keyboard = KHPKeyboard(config)
+        else:  # audio -> motion
+            self.input_norm = nn.LayerNorm(config.feature_size)
+            self.input_proj = nn.Linear(config.feature_size, D)
         self.convs = nn.ModuleList([nn.Conv1d(D, D, k, padding=k // 2) for _ in range(2)])
         self.reference = KHPReferenceEncoder(config)
         self.layers = nn.ModuleList([KHPLayer(config) for _ in range(config.num_layers)])
@@ -256,6 +369,16 @@ class KHPModel(KHPPreTrainedModel):
         mean = torch.as_tensor(mean_keypoints, dtype=self.keypoint_head.bias.dtype).clamp(1e-3, 1 - 1e-3)
         self.keypoint_head.bias.copy_(torch.logit(mean).reshape(-1))
 
+    @torch.no_grad()
+    def set_mean_keys(self, mean_quads: torch.Tensor) -> None:
+        """The keyboard layout (88, 4, 2) assumed when a reference gives none ("notes" models)."""
+        self.keyboard.null_quads.copy_(torch.as_tensor(mean_quads, dtype=self.keyboard.null_quads.dtype))
+
+    @property
+    def uses_notes(self) -> bool:
+        """True for the note-aware architecture (transcriber + keyboard-aware motion decoder)."""
+        return self.config.architecture == "notes"
+
     def encode(
         self,
         input_features: torch.Tensor,
@@ -264,11 +387,22 @@ class KHPModel(KHPPreTrainedModel):
         reference_frames: torch.Tensor | None = None,
         reference_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, T, F) -> (B, T, D). Padded frames are zeroed before each convolution, so a padded
-        sequence gives the same values as the sequence alone. The reference embedding is added to
-        every frame."""
-        mask = None if attention_mask is None else attention_mask[..., None].to(input_features.dtype)
+        """(B, T, F) -> (B, T, D) for "audio" models: the front end, then `trunk`."""
         x = self.input_proj(self.input_norm(input_features))  # (B, T, D)
+        return self.trunk(x, attention_mask, reference_keypoints, reference_frames, reference_mask)
+
+    def trunk(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        reference_keypoints: torch.Tensor | None = None,
+        reference_frames: torch.Tensor | None = None,
+        reference_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T, D) frame embeddings -> (B, T, D) decoder states. Padded frames are zeroed before each
+        convolution, so a padded sequence gives the same values as the sequence alone. The reference
+        embedding is added to every frame."""
+        mask = None if attention_mask is None else attention_mask[..., None].to(x.dtype)
         for conv in self.convs:
             h = x if mask is None else x * mask
             x = x + F.gelu(conv(h.transpose(1, 2)).transpose(1, 2))
@@ -280,7 +414,7 @@ class KHPModel(KHPPreTrainedModel):
 
     def forward(
         self,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         reference_keypoints: torch.Tensor | None = None,
         reference_frames: torch.Tensor | None = None,
@@ -290,6 +424,9 @@ class KHPModel(KHPPreTrainedModel):
         target_coarse_frames: torch.Tensor | None = None,
         coarse_frame_indices: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        piano_roll: torch.Tensor | None = None,
+        reference_keys: torch.Tensor | None = None,
+        target_piano_roll: torch.Tensor | None = None,
     ) -> KHPOutput | tuple:
         r"""
         Args:
@@ -305,12 +442,38 @@ class KHPModel(KHPPreTrainedModel):
             target_coarse_frames: (B, T, 3, h, w) targets in [0, 1].
             coarse_frame_indices: (N,) frame indices: decode (and score) coarse frames only there,
                 to save compute in training.
+            piano_roll: "notes" models: (B, T, 88, 3) the notes to play (`apvg_hf.piano_roll`). Without
+                it, the transcription of `input_features` is played, decoded frame by frame (onset
+                peaks and sustain above the thresholds; `predict` decodes whole notes instead).
+            reference_keys: "notes" models: (B, 88, 4, 2) the key-top quads in the reference frame.
+            target_piano_roll: "notes" models: (B, T, 88, 3) the true notes: the transcription loss.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        B, T, _ = input_features.shape
-        h = self.encode(input_features, attention_mask, reference_keypoints, reference_frames, reference_mask)
+        refs = (reference_keypoints, reference_frames, reference_mask)
+        note_logits = None
+        if self.uses_notes:
+            if input_features is not None:
+                note_logits = self.transcriber(input_features, attention_mask)  # (B, T, 88, 3)
+            if piano_roll is None:
+                if note_logits is None:
+                    raise ValueError("a 'notes' KHP needs input_features or a piano_roll")
+                piano_roll = self.frame_notes(note_logits)
+            B, T = piano_roll.shape[:2]
+            quads = self.keyboard.quads(B, reference_keys, reference_mask)  # (B, 88, 4, 2)
+            notes, keys, activity = self.keyboard(piano_roll, quads)
+            h = self.trunk(notes, attention_mask, *refs)
+        else:
+            if input_features is None:
+                raise ValueError("an 'audio' KHP needs input_features")
+            B, T, _ = input_features.shape
+            h = self.encode(input_features, attention_mask, *refs)
         K = self.config.num_keypoints
         keypoints = torch.sigmoid(self.keypoint_head(h).view(B, T, K, 2))
+        if self.uses_notes:  # the fingertips aim at keys
+            keypoints = keypoints.clone()
+            keypoints[:, :, _TIPS] = self.keyboard.fingertips(
+                h, keys, activity, quads, self.config.tip_offset_scale
+            ).to(keypoints.dtype)
         visibility_logits = self.visibility_head(h)  # (B, T, K)
         coarse = None
         if self.coarse_decoder is not None:
@@ -347,6 +510,8 @@ class KHPModel(KHPPreTrainedModel):
                 target_coarse_frames,
                 attention_mask,
                 coarse_frame_indices,
+                note_logits,
+                target_piano_roll,
             )
         out = KHPOutput(
             loss=loss,
@@ -355,8 +520,21 @@ class KHPModel(KHPPreTrainedModel):
             coarse_frames=coarse,
             last_hidden_state=h,
             loss_terms=terms,
+            note_logits=note_logits,
         )
         return out if return_dict else out.to_tuple()
+
+    def frame_notes(self, note_logits: torch.Tensor) -> torch.Tensor:
+        """(B, T, 88, 3) logits -> a 0/1 piano roll frame by frame (velocity kept): onsets where the
+        onset probability peaks above `onset_threshold`, sustain above `frame_threshold`."""
+        p = torch.sigmoid(note_logits.detach().float())
+        on = p[..., 0]
+        edge = torch.full_like(on[:, :1], -1.0)
+        prev, nxt = torch.cat([edge, on[:, :-1]], 1), torch.cat([on[:, 1:], edge], 1)
+        onset = (on >= self.config.onset_threshold) & (on > prev) & (on >= nxt)
+        sustain = (p[..., 1] >= self.config.frame_threshold) | onset
+        roll = torch.stack([onset.float(), sustain.float(), p[..., 2] * sustain], -1)
+        return roll.to(note_logits.dtype)
 
     def push_to_hub(self, repo_id: str, feature_extractor=None, **kwargs) -> str:
         """Upload with a generated model card, and the feature extractor if given (see
@@ -365,14 +543,21 @@ class KHPModel(KHPPreTrainedModel):
             self, repo_id, model_card(self, repo_id), feature_extractor=feature_extractor, **kwargs
         )
 
-    def forward_window(self, input_features: torch.Tensor, start: int, end: int, **kwargs) -> KHPOutput:
-        """Outputs for frames [start, end) of `input_features` (B, T, F), computed from that window plus
-        `config.receptive_field` frames of context each side: exactly the one-pass values, so long
-        inputs run chunk by chunk. `kwargs` are the reference inputs of `forward`."""
-        T, ctx = input_features.shape[1], self.config.receptive_field
+    def forward_window(
+        self, input_features: torch.Tensor | None, start: int, end: int, piano_roll=None, **kwargs
+    ) -> KHPOutput:
+        """Outputs for frames [start, end) of `input_features` (B, T, F) (or, for "notes" models, of
+        `piano_roll` (B, T, 88, 3)), computed from that window plus `config.receptive_field` frames of
+        context each side: exactly the one-pass values, so long inputs run chunk by chunk. `kwargs`
+        are the reference inputs of `forward`."""
+        seq = piano_roll if piano_roll is not None else input_features
+        T, ctx = seq.shape[1], self.config.receptive_field
         lo, hi = max(0, start - ctx), min(T, end + ctx)
-        keep = torch.arange(start - lo, end - lo, device=input_features.device)  # the context is not decoded
-        out = self(input_features[:, lo:hi], coarse_frame_indices=keep, **kwargs)
+        keep = torch.arange(start - lo, end - lo, device=seq.device)  # the context is not decoded
+        if piano_roll is not None:
+            out = self(piano_roll=piano_roll[:, lo:hi], coarse_frame_indices=keep, **kwargs)
+        else:
+            out = self(input_features[:, lo:hi], coarse_frame_indices=keep, **kwargs)
         sl = slice(start - lo, end - lo)
         return KHPOutput(
             keypoints=out.keypoints[:, sl],
@@ -382,12 +567,33 @@ class KHPModel(KHPPreTrainedModel):
         )
 
     @torch.no_grad()
+    def transcribe(self, input_features, chunk_frames: int = 1800) -> torch.Tensor:
+        """ "notes" models: features (T, F) or (B, T, F) -> note probabilities (B, T, 88, 3) (onset,
+        sustain, velocity), chunk by chunk with `config.transcriber_receptive_field` frames of
+        context each side (exactly the one-pass values); float32 on the CPU."""
+        if not self.uses_notes:
+            raise ValueError("this KHP has no transcriber (architecture='audio')")
+        self.eval()
+        x = self._as_batch(input_features, 3)
+        T, ctx = x.shape[1], self.config.transcriber_receptive_field
+        out = []
+        for a in range(0, T, chunk_frames):
+            b = min(a + chunk_frames, T)
+            lo, hi = max(0, a - ctx), min(T, b + ctx)
+            out.append(torch.sigmoid(self.transcriber(x[:, lo:hi])[:, a - lo : b - lo].float()).cpu())
+        return torch.cat(out, 1)
+
+    @torch.no_grad()
     def iter_predict(
         self,
-        input_features,
+        input_features=None,
         reference_keypoints=None,
         reference_frames=None,
         chunk_frames: int = 1800,
+        *,
+        piano_roll=None,
+        reference_keys=None,
+        fps: float = 30.0,
     ) -> Iterator[tuple[int, int, KHPPrediction]]:
         """Inference over any length, chunk by chunk: yields (start, end, prediction of frames [start, end)).
 
@@ -396,20 +602,49 @@ class KHPModel(KHPPreTrainedModel):
         `input_features` (T, F) or (B, T, F), a tensor or an array; references (K, 2) / (B, K, 2) and
         (3, s, s) / (B, 3, s, s) in [0, 1], optional. Runs in the model's dtype and device; the
         predictions come back as float32 on the CPU.
+
+        "notes" models play `piano_roll` ((T, 88, 3) or (B, T, 88, 3), e.g. from MIDI) when given,
+        else the notes transcribed from `input_features` (the whole input is transcribed first, and
+        decoded into notes with `apvg_hf.piano_roll.roll_to_notes` at `fps`); `reference_keys`
+        (88, 4, 2) / (B, 88, 4, 2) place the keys in the frame. The notes played come with the first
+        chunk's prediction (`notes`).
         """
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.eval()
-        x = self._as_batch(input_features, 3)  # (B, T, F)
+        notes = None
+        if self.uses_notes:
+            if piano_roll is None:
+                if input_features is None:
+                    raise ValueError("a 'notes' KHP needs input_features or a piano_roll")
+                probs = self.transcribe(input_features, chunk_frames)  # (B, T, 88, 3)
+                c = self.config
+                notes = [roll_to_notes(p.numpy(), fps, c.onset_threshold, c.frame_threshold) for p in probs]
+                T = probs.shape[1]
+                piano_roll = np.stack([notes_to_roll(n, T, fps) for n in notes])
+            roll = self._as_batch(piano_roll, 4)  # (B, T, 88, 3)
+            if notes is None:
+                notes = [roll_to_notes(r.float().cpu().numpy(), fps) for r in roll]
+            seq, B = roll, len(roll)
+        else:
+            if input_features is None:
+                raise ValueError("an 'audio' KHP needs input_features")
+            seq = self._as_batch(input_features, 3)  # (B, T, F)
+            B = len(seq)
         refs = {}
         if reference_keypoints is not None:
-            refs["reference_keypoints"] = self._as_batch(reference_keypoints, 3).expand(len(x), -1, -1)
+            refs["reference_keypoints"] = self._as_batch(reference_keypoints, 3).expand(B, -1, -1)
         if reference_frames is not None:
-            refs["reference_frames"] = self._as_batch(reference_frames, 4).expand(len(x), -1, -1, -1)
-        T = x.shape[1]
+            refs["reference_frames"] = self._as_batch(reference_frames, 4).expand(B, -1, -1, -1)
+        if reference_keys is not None and self.uses_notes:
+            refs["reference_keys"] = self._as_batch(reference_keys, 4).expand(B, -1, -1, -1)
+        T = seq.shape[1]
         for a in range(0, T, chunk_frames):
             b = min(a + chunk_frames, T)
-            o = self.forward_window(x, a, b, **refs)
+            if self.uses_notes:
+                o = self.forward_window(None, a, b, piano_roll=seq, **refs)
+            else:
+                o = self.forward_window(seq, a, b, **refs)
             yield (
                 a,
                 b,
@@ -417,13 +652,20 @@ class KHPModel(KHPPreTrainedModel):
                     keypoints=o.keypoints.float().cpu(),  # (B, n, K, 2)
                     visibility=torch.sigmoid(o.visibility_logits.float()).cpu(),  # (B, n, K)
                     coarse_frames=None if o.coarse_frames is None else o.coarse_frames.float().cpu(),
+                    notes=notes if a == 0 else None,
                 ),
             )
 
     def predict(
-        self, input_features, reference_keypoints=None, reference_frames=None, chunk_frames: int = 1800
+        self,
+        input_features=None,
+        reference_keypoints=None,
+        reference_frames=None,
+        chunk_frames: int = 1800,
+        **kwargs,
     ):
-        """The whole of `iter_predict` concatenated: a [`KHPPrediction`] of (B, T, ...) tensors.
+        """The whole of `iter_predict` concatenated: a [`KHPPrediction`] of (B, T, ...) tensors
+        (`kwargs`: `piano_roll`, `reference_keys`, `fps` of "notes" models).
 
         >>> import torch
         >>> from apvg_hf import KHPConfig, KHPModel
@@ -437,18 +679,21 @@ class KHPModel(KHPPreTrainedModel):
         parts = [
             p
             for _, _, p in self.iter_predict(
-                input_features, reference_keypoints, reference_frames, chunk_frames
+                input_features, reference_keypoints, reference_frames, chunk_frames, **kwargs
             )
         ]
         if not parts:  # no frames
-            raise ValueError("input_features has no frames")
+            raise ValueError("the input has no frames")
 
         def cat(name: str) -> torch.Tensor | None:
             first = getattr(parts[0], name)
             return None if first is None else torch.cat([getattr(p, name) for p in parts], 1)
 
         return KHPPrediction(
-            keypoints=cat("keypoints"), visibility=cat("visibility"), coarse_frames=cat("coarse_frames")
+            keypoints=cat("keypoints"),
+            visibility=cat("visibility"),
+            coarse_frames=cat("coarse_frames"),
+            notes=parts[0].notes,
         )
 
     def _as_batch(self, x, ndim: int) -> torch.Tensor:
@@ -468,8 +713,10 @@ class KHPModel(KHPPreTrainedModel):
         target_coarse: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
         coarse_frame_indices: torch.Tensor | None = None,
+        note_logits: torch.Tensor | None = None,
+        target_piano_roll: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted sum of the six loss terms -> (loss, (6,) unweighted terms)."""
+        """Weighted sum of the seven loss terms -> (loss, (7,) unweighted terms)."""
         c = self.config
         B, T, K, _ = keypoints.shape
         tk = target_keypoints.to(keypoints.dtype)
@@ -510,7 +757,15 @@ class KHPModel(KHPPreTrainedModel):
         if coarse is not None and target_coarse is not None:
             fm = frame if coarse_frame_indices is None else frame[:, coarse_frame_indices]
             coarse_l1 = wmean((coarse - target_coarse.to(coarse.dtype)).abs().mean((2, 3, 4)), fm)
-        terms = torch.stack([coord, heatmap, bone, velocity, visibility, coarse_l1])
+        transcription = keypoints.new_zeros(())
+        if note_logits is not None and target_piano_roll is not None:
+            tr, nl = target_piano_roll.float(), note_logits.float()  # (B, T, 88, 3)
+            fm = frame[..., None].expand_as(tr[..., 0])  # (B, T, 88)
+            bce = F.binary_cross_entropy_with_logits(nl[..., :2], tr[..., :2], reduction="none")
+            played = fm * tr[..., 1]  # velocity is scored where a note sounds
+            vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
+            transcription = wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, played)
+        terms = torch.stack([coord, heatmap, bone, velocity, visibility, coarse_l1, transcription])
         weights = torch.tensor(
             [
                 c.loss_coordinate,
@@ -519,6 +774,7 @@ class KHPModel(KHPPreTrainedModel):
                 c.loss_velocity,
                 c.loss_visibility,
                 c.loss_coarse,
+                c.loss_transcription,
             ],
             device=terms.device,
             dtype=terms.dtype,

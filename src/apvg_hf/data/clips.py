@@ -34,7 +34,12 @@ class Clip:
     keypoints: np.ndarray  # (T, K, 2) float32 in [0, 1]
     visibility: np.ndarray  # (T, K) float32 0/1
     coarse: np.ndarray | None  # (T, 3, s, s) uint8
-    meta: dict  # piece_id, fps, notes, keyboard_quads, keyboard_pitches, ...
+    meta: dict  # piece_id, fps, notes, keyboard_quads, keyboard_pitches, sampling_rate, ...
+    audio: np.ndarray | None = None  # (N,) int16 waveform at meta["sampling_rate"] (for augmentation)
+
+    def waveform(self) -> np.ndarray:
+        """The clip's audio as (N,) float32 in [-1, 1]."""
+        return np.asarray(self.audio, dtype=np.float32) / 32768.0
 
     @property
     def num_frames(self) -> int:
@@ -103,13 +108,13 @@ def load_clips(
 
     dataset_dir = _check_split(dataset_dir, split)
     key = _key(
-        dataset_dir, split, extractor=feature_extractor.to_json_string(), coarse=coarse_size, version=1
+        dataset_dir, split, extractor=feature_extractor.to_json_string(), coarse=coarse_size, version=2
     )
     target = cache_dir() / "clips" / f"{split}-{key}"
     if not (target / "index.json").exists():
         ds = datasets.load_from_disk(str(dataset_dir / split))
         tmp = _partial(target)
-        metas, parts = [], {k: [] for k in ARRAYS}
+        metas, parts, audios = [], {k: [] for k in ARRAYS}, []
         for row in tqdm(ds, desc=f"preparing {split} clips", disable=not progress):
             audio, sr = decode_audio(row)
             T = int(row["num_frames"])
@@ -117,6 +122,7 @@ def load_clips(
             if len(feats) != T:
                 raise ValueError(f"{row['piece_id']}: {len(feats)} feature rows for {T} frames")
             parts["features"].append(feats.astype(np.float32))
+            audios.append(np.round(np.clip(audio, -1, 1 - 2**-15) * 32768).astype(np.int16))
             parts["keypoints"].append(np.asarray(row["keypoints"], dtype=np.float32))
             parts["visibility"].append(np.asarray(row["visibility"], dtype=np.float32))
             parts["coarse"].append(
@@ -140,16 +146,26 @@ def load_clips(
                     )
                 }
                 | {"keyboard_quads": np.asarray(row["keyboard_quads"], dtype=np.float32).tolist()}
+                | {"sampling_rate": int(sr), "soundfont": row.get("soundfont") or "timgm6mb"}
             )
         for k, v in parts.items():
             np.save(tmp / f"{k}.npy", np.concatenate(v))
+        np.save(tmp / "audio.npy", np.concatenate(audios))
         (tmp / "index.json").write_text(
-            json.dumps({"lengths": [m["num_frames"] for m in metas], "meta": metas})
+            json.dumps(
+                {
+                    "lengths": [m["num_frames"] for m in metas],
+                    "audio_lengths": [len(a) for a in audios],
+                    "meta": metas,
+                }
+            )
         )
         _publish(tmp, target)
     index = json.loads((target / "index.json").read_text())
     arrays = {k: np.load(target / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
     bounds = np.r_[0, np.cumsum(index["lengths"])]
+    audio = np.load(target / "audio.npy", mmap_mode="r")
+    audio_bounds = np.r_[0, np.cumsum(index["audio_lengths"])]
     clips = []
     for i, meta in enumerate(index["meta"][:limit]):
         a, b = bounds[i], bounds[i + 1]
@@ -160,6 +176,7 @@ def load_clips(
                 visibility=np.asarray(arrays["visibility"][a:b]),
                 coarse=np.asarray(arrays["coarse"][a:b]) if coarse_size else None,
                 meta=meta,
+                audio=np.asarray(audio[audio_bounds[i] : audio_bounds[i + 1]]),
             )
         )
     return clips

@@ -32,13 +32,14 @@ def reference_source(clip, clips) -> tuple[int, int]:
     return src, clips[src].num_frames // 2
 
 
-def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None]:
-    """A reference for `clip` (see `reference_source`): keypoints (K, 2) and the coarse frame
-    (3, s, s) in [0, 1] (None without coarse frames)."""
+def reference_for(clip, clips) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """A reference for `clip` (see `reference_source`): keypoints (K, 2), the coarse frame
+    (3, s, s) in [0, 1] (None without coarse frames) and the keyboard's key quads (88, 4, 2)."""
     i, t = reference_source(clip, clips)
     src = clips[i]
     frame = None if src.coarse is None or not src.coarse.size else src.coarse[t].astype(np.float32) / 255
-    return np.asarray(src.keypoints[t], np.float32), frame
+    keys = np.asarray(src.meta["keyboard_quads"], np.float32)
+    return np.asarray(src.keypoints[t], np.float32), frame, keys
 
 
 def khp_predict(
@@ -46,16 +47,26 @@ def khp_predict(
     features: np.ndarray,
     reference_keypoints: np.ndarray | None = None,
     reference_frame: np.ndarray | None = None,
+    reference_keys: np.ndarray | None = None,
     chunk: int = 1800,
-) -> dict[str, np.ndarray]:
+    piano_roll: np.ndarray | None = None,
+    fps: float = 30.0,
+) -> dict:
     """Whole-clip KHP inference in the metrics' format: (T, F) -> {"keypoints" (T, K, 2), "visibility"
-    (T, K), "coarse" (T, 3, s, s)} numpy arrays. The inference itself is `KHPModel.predict` (chunked,
-    with context: the one-pass result at bounded memory)."""
-    out = model.predict(features, reference_keypoints, reference_frame, chunk_frames=chunk)
+    (T, K), "coarse" (T, 3, s, s)} numpy arrays, and "notes" (the notes played) for "notes" models,
+    which play `piano_roll` (T, 88, 3) when given. The inference itself is `KHPModel.predict`
+    (chunked, with context: the one-pass result at bounded memory)."""
+    extra = {}
+    if getattr(model, "uses_notes", False):
+        extra = {"reference_keys": reference_keys, "piano_roll": piano_roll, "fps": fps}
+    out = model.predict(features, reference_keypoints, reference_frame, chunk_frames=chunk, **extra)
     arrays = {"keypoints": out.keypoints[0], "visibility": out.visibility[0]}
     if out.coarse_frames is not None:
         arrays["coarse"] = out.coarse_frames[0]
-    return {k: v.numpy() for k, v in arrays.items()}
+    result = {k: v.numpy() for k, v in arrays.items()}
+    if out.notes is not None:
+        result["notes"] = out.notes[0]
+    return result
 
 
 def evaluate_predictor(

@@ -29,6 +29,7 @@ from ..evaluation import evaluate_predictor, khp_predict
 from ..evaluation.khp import performance_key, reference_for
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..modeling_khp import KHPModel
+from ..piano_roll import NUM_KEYS, notes_to_roll
 from .config import MixedPrecision, kwargs_dataclass
 from .loop import (
     GracefulStop,
@@ -74,6 +75,10 @@ class TrainKHPConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
     limit_clips: int | None = None  # use only the first N training clips (quick runs)
+    # "notes" models: the transcriber hears augmented audio (gain, EQ, reverb, noise: data/augment.py),
+    # the motion decoder plays the true notes with some mistakes (dropped, added, shifted by a frame).
+    augment_audio: bool = True
+    note_noise: float = 0.05
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
 
 
@@ -88,9 +93,14 @@ class WindowSampler:
         coarse_frames: int,
         seed: int,
         reference_dropout: float = 0.0,
+        notes_extractor=None,
+        augment_audio: bool = True,
+        note_noise: float = 0.0,
     ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
         self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
+        # "notes" models: features are computed per window from (augmented) audio with this extractor
+        self.notes_extractor, self.augment_audio, self.note_noise = notes_extractor, augment_audio, note_noise
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
         groups: dict[str, list[int]] = {}
@@ -102,6 +112,7 @@ class WindowSampler:
         rng = np.random.default_rng([self.seed, step, micro, rank])
         W = self.window
         feats, kps, vis, coarse, mask, ref_kp, ref_frame = [], [], [], [], [], [], []
+        rolls, true_rolls, ref_keys = [], [], []
         for i in rng.choice(len(self.clips), self.batch_size, p=self.p):
             c = self.clips[i]
             n = min(W, c.num_frames)
@@ -112,7 +123,14 @@ class WindowSampler:
             if r.coarse is not None:
                 ref_frame.append(r.coarse[rt])
             pad = ((0, W - n),)
-            feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
+            if self.notes_extractor is not None:
+                f, roll, true_roll = self.notes_window(c, s, n, rng)
+                rolls.append(np.pad(roll, pad + ((0, 0), (0, 0))))
+                true_rolls.append(np.pad(true_roll, pad + ((0, 0), (0, 0))))
+                ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32))
+                feats.append(np.pad(f, pad + ((0, 0),)))
+            else:
+                feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
             kps.append(np.pad(c.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
             vis.append(np.pad(c.visibility[s : s + n], pad + ((0, 0),)))
             if c.coarse is not None:
@@ -126,6 +144,10 @@ class WindowSampler:
             "reference_keypoints": torch.from_numpy(np.stack(ref_kp)).float(),
             "reference_mask": torch.from_numpy(rng.random(self.batch_size) >= self.reference_dropout).long(),
         }
+        if rolls:
+            out["piano_roll"] = torch.from_numpy(np.stack(rolls))
+            out["target_piano_roll"] = torch.from_numpy(np.stack(true_rolls))
+            out["reference_keys"] = torch.from_numpy(np.stack(ref_keys))
         if ref_frame:
             out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
         if coarse and self.coarse_frames:
@@ -133,6 +155,44 @@ class WindowSampler:
             out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
             out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
         return out
+
+    def notes_window(self, clip, start: int, n: int, rng: np.random.Generator):
+        """Frames [start, start + n) of a clip for a "notes" model: features of its (augmented) audio
+        (n, F), the notes to play with mistakes (n, 88, 3), and the true notes (n, 88, 3)."""
+        from ..data.augment import augment_audio
+
+        fps, sr = clip.meta["fps"], clip.meta["sampling_rate"]
+        a0, a1 = int(round(start * sr / fps)), int(round((start + n) * sr / fps))
+        wave = clip.waveform()[a0:a1]
+        if self.augment_audio:
+            wave = augment_audio(wave, sr, rng)
+        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps)["input_features"][0][:n]
+        feats = np.pad(feats, ((0, n - len(feats)), (0, 0)), mode="edge")
+        t0 = start / fps
+        notes = [
+            {**m, "onset": m["onset"] - t0, "offset": m["offset"] - t0}
+            for m in clip.meta["notes"]
+            if m["offset"] > t0 and m["onset"] < t0 + n / fps
+        ]
+        true_roll = notes_to_roll(notes, n, fps)
+        if self.note_noise:
+            played = []
+            for m in notes:
+                u = rng.random(3)
+                if u[0] < self.note_noise:
+                    continue  # missed
+                shift = (rng.integers(-1, 2) / fps) if u[1] < 2 * self.note_noise else 0.0
+                velocity = int(np.clip(m["velocity"] + rng.normal(0, 10), 1, 127))
+                played.append(
+                    {**m, "onset": m["onset"] + shift, "offset": m["offset"] + shift, "velocity": velocity}
+                )
+                if u[2] < self.note_noise:  # a wrong neighbour key as well
+                    wrong = int(np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), 21, 21 + NUM_KEYS - 1))
+                    played.append({**m, "pitch": wrong, "offset": m["onset"] + 0.1})
+            roll = notes_to_roll(played, n, fps)
+        else:
+            roll = true_roll
+        return feats.astype(np.float32), roll, true_roll
 
 
 def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
@@ -148,6 +208,11 @@ def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
     return out
 
 
+def true_roll(clip) -> np.ndarray:
+    """A clip's notes as a (T, 88, 3) piano roll."""
+    return notes_to_roll(clip.meta["notes"], clip.num_frames, clip.meta["fps"])
+
+
 def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     """Train (or, with `resume` = 'latest' or a checkpoint folder, go on training) a KHP model.
 
@@ -161,9 +226,15 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
 
     # 1. Data: cached arrays (the main process prepares them first, the others read the cache).
     extractor = APVGFeatureExtractor(**asdict(cfg.feature_extractor))
-    model_config = (
-        KHPConfig.from_pretrained(cfg.init_from) if cfg.init_from else KHPConfig(**asdict(cfg.model))
-    )
+    if cfg.init_from:
+        model_config = KHPConfig.from_pretrained(cfg.init_from)
+        if model_config.feature_size != extractor.feature_size:
+            raise ValueError(
+                f"{cfg.init_from} reads {model_config.feature_size} features per frame but the feature "
+                f"extractor makes {extractor.feature_size}: set feature_extractor.feature_size to match"
+            )
+    else:  # the model reads what the feature extractor makes
+        model_config = KHPConfig(**(asdict(cfg.model) | {"feature_size": extractor.feature_size}))
     datasets_ = [cfg.dataset] if isinstance(cfg.dataset, str) else list(cfg.dataset)
     with accelerator.main_process_first():  # train on all of them; validate on the first
         train = [
@@ -175,8 +246,17 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         ]
         val = load_clips(datasets_[0], "validation", extractor, model_config.coarse_size, progress=is_main)
     val = val[: cfg.eval_clips] if cfg.eval_clips else val
+    notes = model_config.architecture == "notes"
     sampler = WindowSampler(
-        train, cfg.window_frames, cfg.batch_size, cfg.coarse_frames, cfg.seed, model_config.reference_dropout
+        train,
+        cfg.window_frames,
+        cfg.batch_size,
+        cfg.coarse_frames,
+        cfg.seed,
+        model_config.reference_dropout,
+        notes_extractor=extractor if notes else None,
+        augment_audio=cfg.augment_audio,
+        note_noise=cfg.note_noise,
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
@@ -185,6 +265,8 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     else:
         model = KHPModel(model_config)
         model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
+        if notes:
+            model.set_mean_keys(torch.from_numpy(np.mean([c.meta["keyboard_quads"] for c in train], 0)))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -206,8 +288,17 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
             net = accelerator.unwrap_model(model)
             result = evaluate_predictor(lambda c: khp_predict(net, c.features, *reference_for(c, val)), val)
             metrics = flat_metrics(result)
-            alone = evaluate_predictor(lambda c: khp_predict(net, c.features), val)
-            metrics |= flat_metrics(alone, prefix="val_audio_only/")
+            if notes:  # the true notes in: the motion decoder alone
+                from_notes = evaluate_predictor(
+                    lambda c: khp_predict(
+                        net, c.features, *reference_for(c, val), piano_roll=true_roll(c), fps=c.meta["fps"]
+                    ),
+                    val,
+                )
+                metrics |= flat_metrics(from_notes, prefix="val_notes/")
+            else:
+                alone = evaluate_predictor(lambda c: khp_predict(net, c.features), val)
+                metrics |= flat_metrics(alone, prefix="val_audio_only/")
             accelerator.log(metrics, step=step)
             net.train()
         accelerator.wait_for_everyone()

@@ -1,0 +1,152 @@
+"""The note-aware KHP (architecture "notes"): transcriber + keyboard-aware motion decoder, on tiny
+random models built in-process; and the piano roll it reads."""
+
+import numpy as np
+import pytest
+import torch
+
+from apvg_hf import KHPModel
+from apvg_hf.piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll, roll_to_notes
+from apvg_hf.skeleton import FINGERTIPS
+from conftest import tiny_khp_config
+
+TIPS = [i for h in ("left", "right") for i in FINGERTIPS[h]]
+NOTES = [
+    {"pitch": 60, "onset": 0.1, "offset": 0.5, "velocity": 90},
+    {"pitch": 64, "onset": 0.7, "offset": 1.0, "velocity": 40},
+    {"pitch": 21, "onset": 0.7, "offset": 0.8, "velocity": 127},
+]
+
+
+def notes_model(**kw) -> KHPModel:
+    torch.manual_seed(0)
+    cfg = tiny_khp_config(
+        architecture="notes", feature_size=32, transcriber_layers=1, transcriber_channels=4, key_context=3
+    )
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return KHPModel(cfg).eval()
+
+
+def keyboard(batch: int = 1) -> torch.Tensor:
+    """(B, 88, 4, 2) key quads side by side across the lower third of the frame."""
+    x0 = torch.linspace(0.05, 0.95, NUM_KEYS + 1)
+    q = torch.stack(
+        [
+            torch.stack([x0[:-1], torch.full((NUM_KEYS,), 0.9)], -1),
+            torch.stack([x0[1:], torch.full((NUM_KEYS,), 0.9)], -1),
+            torch.stack([x0[1:], torch.full((NUM_KEYS,), 0.7)], -1),
+            torch.stack([x0[:-1], torch.full((NUM_KEYS,), 0.7)], -1),
+        ],
+        1,
+    )
+    return q[None].expand(batch, -1, -1, -1).clone()
+
+
+def test_piano_roll_round_trip_and_edges():
+    roll = notes_to_roll(NOTES + [{"pitch": 10, "onset": 0.0, "offset": 1.0}], num_frames=40, fps=30)
+    assert roll.shape == (40, NUM_KEYS, 3) and roll.dtype == np.float32
+    back = roll_to_notes(roll, fps=30)
+    assert [(n["pitch"], n["onset"], n["offset"]) for n in back] == [
+        (60, 0.1, 0.5),
+        (21, 0.7, 0.8),
+        (64, 0.7, 1.0),
+    ]
+    assert [n["velocity"] for n in back] == [90, 127, 40]
+    # a note that began before the clip sounds from frame 0 without an onset; one after the end is dropped
+    roll = notes_to_roll(
+        [{"pitch": 60, "onset": -0.5, "offset": 0.2}, {"pitch": 62, "onset": 2.0, "offset": 3.0}], 10, 30
+    )
+    assert (
+        roll[:6, 60 - LOWEST_PITCH, 1].all()
+        and not roll[..., 0].any()
+        and not roll[:, 62 - LOWEST_PITCH].any()
+    )
+    with pytest.raises(ValueError, match="piano roll"):
+        roll_to_notes(np.zeros((5, 80, 3)), fps=30)
+
+
+def test_roll_to_notes_from_probabilities():
+    """A run of onset frames gives one note at its peak; the note lasts while sustain stays high."""
+    p = np.zeros((20, NUM_KEYS, 3), np.float32)
+    k = 40 - LOWEST_PITCH
+    p[4:7, k, 0] = [0.6, 0.9, 0.7]
+    p[4:12, k, 1] = 0.8
+    p[5, k, 2] = 0.5
+    (note,) = roll_to_notes(p, fps=10)
+    assert (note["pitch"], note["onset"], note["offset"], note["velocity"]) == (40, 0.5, 1.2, 64)
+
+
+def test_shapes_loss_and_gradients():
+    model = notes_model().train()
+    B, T = 2, 30
+    roll = torch.from_numpy(notes_to_roll(NOTES, T, 30))[None].expand(B, -1, -1, -1)
+    out = model(
+        torch.randn(B, T, 32),
+        piano_roll=roll,
+        reference_keys=keyboard(B),
+        reference_keypoints=torch.rand(B, 56, 2),
+        reference_frames=torch.rand(B, 3, 16, 16),
+        target_keypoints=torch.rand(B, T, 56, 2),
+        target_piano_roll=roll,
+        target_coarse_frames=torch.rand(B, T, 3, 16, 16),
+    )
+    assert out.keypoints.shape == (B, T, 56, 2) and out.note_logits.shape == (B, T, NUM_KEYS, 3)
+    assert out.loss_terms.shape == (len(KHPModel.loss_names),) and out.loss_terms[-1] > 0
+    out.loss.backward()
+    assert model.transcriber.head.weight.grad.abs().sum() > 0  # the transcription loss trains the transcriber
+    assert model.keyboard.tip_query.weight.grad.abs().sum() > 0  # and the motion loss the pointer
+
+
+def test_fingertips_point_at_keys():
+    """With no offset allowed, every fingertip is a convex combination of key centres: on the keyboard."""
+    model = notes_model(tip_offset_scale=0.0)
+    keys = keyboard()
+    out = model.predict(piano_roll=notes_to_roll(NOTES, 30, 30), reference_keys=keys[0])
+    tips = out.keypoints[0, :, TIPS]  # (T, 10, 2)
+    centres = keys[0].mean(1)
+    assert (
+        tips[..., 0].min() >= centres[:, 0].min() - 1e-6 and tips[..., 0].max() <= centres[:, 0].max() + 1e-6
+    )
+    assert torch.allclose(tips[..., 1], torch.full_like(tips[..., 1], 0.8), atol=1e-5)
+    # moving the keyboard moves the fingertips with it
+    shifted = model.predict(
+        piano_roll=notes_to_roll(NOTES, 30, 30), reference_keys=keys[0] + torch.tensor([0.0, -0.2])
+    )
+    assert torch.allclose(shifted.keypoints[0, :, TIPS, 1], tips[..., 1] - 0.2, atol=1e-5)
+
+
+def test_chunked_inference_is_exact_and_notes_come_back():
+    model = notes_model()
+    T = 70
+    feats = torch.randn(T, 32)
+    roll = notes_to_roll(NOTES, T, 30)
+    whole = model.predict(feats, piano_roll=roll, reference_keys=keyboard()[0])
+    parts = model.predict(feats, piano_roll=roll, reference_keys=keyboard()[0], chunk_frames=9)
+    assert torch.allclose(whole.keypoints, parts.keypoints, atol=1e-6)
+    assert [(n["pitch"], n["onset"]) for n in whole.notes[0]] == [(60, 0.1), (21, 0.7), (64, 0.7)]
+    probs_whole, probs_parts = model.transcribe(feats), model.transcribe(feats, chunk_frames=11)
+    assert probs_whole.shape == (1, T, NUM_KEYS, 3) and torch.allclose(probs_whole, probs_parts, atol=1e-6)
+    heard = model.predict(feats, chunk_frames=13)  # audio in: transcribed, then played
+    assert heard.notes is not None and torch.allclose(
+        heard.keypoints, model.predict(feats).keypoints, atol=1e-6
+    )
+
+
+def test_save_load_and_errors(tmp_path):
+    model = notes_model()
+    model.set_mean_keys(keyboard()[0])
+    model.save_pretrained(tmp_path)
+    loaded = KHPModel.from_pretrained(tmp_path).eval()
+    assert loaded.uses_notes and loaded.config.architecture == "notes"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    roll = notes_to_roll(NOTES, 20, 30)
+    a, b = model.predict(piano_roll=roll), loaded.predict(piano_roll=roll)  # no keys: the mean layout
+    assert torch.allclose(a.keypoints, b.keypoints, atol=1e-5)
+    with pytest.raises(ValueError, match="input_features or a piano_roll"):
+        model.predict()
+    with pytest.raises(ValueError, match="architecture"):
+        tiny_khp_config(architecture="video")
+    with pytest.raises(ValueError, match="no transcriber"):
+        KHPModel(tiny_khp_config()).transcribe(torch.randn(10, 80))
