@@ -5,8 +5,8 @@
         --output pipelines/apvg-virtual-pianist
 
 Writes model_index.json, config.json (for `transformers.pipeline`), feature_extractor/, khp/, stu/ and
-reference/ (the appearance reference: a frame of a TRAINING clip and its keypoints), then checks that
-the folder loads every way a user would load it and gives the same frames.
+reference/ (the appearance reference: a frame of a TRAINING clip, its keypoints and the keyboard's key-top
+quads), then checks that the folder loads every way a user would load it and gives the same frames.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 
 
 def reference_from_dataset(dataset_dir: Path, split: str, index: int, frame: int | None, resolution: int):
-    """(AppearanceReference, description) from one clip of a saved dataset."""
+    """(AppearanceReference, description) from one clip of a saved dataset: the frame, its keypoints and
+    the keyboard's geometry (the clip's key-top quads, where the dataset has them)."""
     import datasets
 
     from apvg_hf import AppearanceReference
@@ -32,7 +33,13 @@ def reference_from_dataset(dataset_dir: Path, split: str, index: int, frame: int
     row = ds[index]
     frames = decode_video(row)  # (T, H, W, 3)
     t = len(frames) // 2 if frame is None else frame
-    ref = AppearanceReference.from_frame(frames[t], np.asarray(row["keypoints"][t]), resolution=resolution)
+    quads = row.get("keyboard_quads")
+    ref = AppearanceReference.from_frame(
+        frames[t],
+        np.asarray(row["keypoints"][t]),
+        resolution=resolution,
+        keyboard_quads=None if quads is None else np.asarray(quads, dtype=np.float32),
+    )
     return ref, {
         "split": split,
         "clip": index,

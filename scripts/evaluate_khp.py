@@ -4,8 +4,11 @@
     python scripts/evaluate_khp.py --model outputs/khp-virtual-pianist/model \
         --dataset data/virtual_pianist_medium --split test --output pipelines/apvg-virtual-pianist/khp_results.json
 
-Rows: KHP given the audio and a reference (one frame of the performer in the scene: keypoints and
-coarse image, from another clip of the same performance), KHP given the audio alone; the reference
+Rows: KHP given the audio and a reference (one frame of the performer in the scene: keypoints,
+coarse image and, for a note-aware KHP, the keyboard's key quads; from another clip of the same
+performance), KHP given the audio alone; for a note-aware KHP also the true notes as input (what MIDI
+gives), "transcribe then plan" (the virtual pianist's own planner fed the KHP's transcription) and
+the planner fed the true notes; another KHP (--compare-khp, e.g. the first audio-only one); the reference
 pose copied to every frame; mean pose; nearest-neighbour audio retrieval; the LSTM of *Audio to Body Dynamics*
 (trained here on the same training split, or loaded with --lstm DIR); and "ground truth", whose
 key-press F1 is the ceiling of the key-press decoder. Writes the JSON, a Markdown table beside it
@@ -34,6 +37,7 @@ from apvg_hf.evaluation import (
     khp_predict,
 )
 from apvg_hf.evaluation.khp import reference_for
+from apvg_hf.training.khp import true_roll
 
 COLUMNS = [
     ("body", "mpjpe_px256", "body MPJPE px↓"),
@@ -154,6 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lstm-steps", type=int, default=3000)
     ap.add_argument("--save-lstm", type=Path, help="save the LSTM baseline trained here to this folder")
     ap.add_argument("--limit", type=int, help="evaluate only the first N clips")
+    ap.add_argument(
+        "--compare-khp",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "DIR"),
+        default=[],
+        help="another KHP to score beside it (its own feature extractor), e.g. 'KHP v1 (audio)' DIR",
+    )
+    ap.add_argument("--no-planner", action="store_true", help="skip the planner baselines")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
     if args.split == "train":
@@ -173,14 +186,58 @@ def main(argv: list[str] | None = None) -> dict:
     train = [c for d in train_sets for c in load_clips(d, "train", extractor, 0)] if wanted else []
 
     rows, timings, preds = {}, {}, {}
+    notes_model = model.uses_notes
+    heard: dict[int, list] = {}  # clip index -> the notes the KHP transcribed
+
+    def with_reference(c):
+        out = khp_predict(model, c.features, *reference_for(c, clips), fps=c.meta["fps"])
+        if "notes" in out:
+            heard[id(c)] = out["notes"]
+        return out
+
+    name = "KHP (audio + reference)"
     t = time.time()
-    rows["KHP (audio + reference)"] = evaluate_predictor(
-        lambda c: khp_predict(model, c.features, *reference_for(c, clips)), clips
-    )
-    timings["KHP (audio + reference)"] = time.time() - t
+    rows[name] = evaluate_predictor(with_reference, clips)
+    timings[name] = time.time() - t
+    if notes_model:
+        t = time.time()
+        rows["KHP (true notes, as from MIDI, + reference)"] = evaluate_predictor(
+            lambda c: khp_predict(model, c.features, *reference_for(c, clips), piano_roll=true_roll(c)), clips
+        )
+        timings["KHP (true notes, as from MIDI, + reference)"] = time.time() - t
     t = time.time()
     rows["KHP (audio only)"] = evaluate_predictor(lambda c: khp_predict(model, c.features), clips)
     timings["KHP (audio only)"] = time.time() - t
+    for label, folder in args.compare_khp:
+        other = KHPModel.from_pretrained(folder).eval()
+        other_clips = load_clips(
+            args.dataset,
+            args.split,
+            APVGFeatureExtractor.from_pretrained(folder),
+            other.config.coarse_size,
+            args.limit,
+        )
+        t = time.time()
+        rows[f"{label} (audio + reference)"] = evaluate_predictor(
+            lambda c, m=other, cs=other_clips: khp_predict(m, c.features, *reference_for(c, cs)), other_clips
+        )
+        timings[f"{label} (audio + reference)"] = time.time() - t
+    if notes_model and not args.no_planner:
+        from apvg_hf.evaluation.baselines import planned_keypoints
+
+        def plan(c, notes):
+            m = c.meta
+            kp, _ = planned_keypoints(notes, c.num_frames, m["fps"], m["appearance"], m["camera"])
+            return kp
+
+        t = time.time()
+        rows["transcribe then plan (KHP's notes -> the virtual pianist's planner)"] = evaluate_predictor(
+            lambda c: plan(c, heard[id(c)]), clips
+        )
+        timings["transcribe then plan"] = time.time() - t
+        rows["plan from the true notes (the data generator's planner)"] = evaluate_predictor(
+            lambda c: plan(c, c.meta["notes"]), clips
+        )
     rows["reference pose"] = evaluate_predictor(
         lambda c: np.repeat(reference_for(c, clips)[0][None], c.num_frames, 0), clips
     )

@@ -1,6 +1,7 @@
 """`apvg`: the command line.
 
     apvg generate etude.wav -o etude.mp4 [--model M] [--fps N] [--overlay | --layout side-by-side]
+    apvg generate etude.mid -o etude.mp4 [--highlight-keys]     (a MIDI file: .mid/.midi, or --midi)
     apvg info [--model M]
     apvg push FOLDER OWNER/NAME [--dataset] [--private]
 
@@ -33,27 +34,34 @@ def _load(model: str | None, device: str | None, quiet: bool):
 def cmd_generate(args) -> int:
     import torch
 
+    from .midi import read_midi
+    from .pipeline_performance_video import is_midi
     from .video_io import audio_duration, check_output_path, load_audio
 
     # Bad input fails in a blink, before the models load: the file, then the output path.
     audio = Path(args.audio)
-    seconds = audio_duration(audio) if audio.is_file() and audio.stat().st_size else None
-    if seconds is None:
-        load_audio(audio)  # raises the clear error (missing, a directory, empty, undecodable), or decodes
-    elif seconds == 0:
-        raise ValueError(f"cannot load audio {audio}: the file holds no samples")
+    music = {"audio": str(audio)}
+    if args.midi or is_midi(audio):
+        music = {"notes": read_midi(audio)}  # raises the clear error (missing, not MIDI, no notes)
+    else:
+        seconds = audio_duration(audio) if audio.is_file() and audio.stat().st_size else None
+        if seconds is None:
+            load_audio(audio)  # raises the clear error (missing, a directory, empty, undecodable), or decodes
+        elif seconds == 0:
+            raise ValueError(f"cannot load audio {audio}: the file holds no samples")
     out = check_output_path(args.output or audio.with_suffix(".mp4"))
     t0 = time.perf_counter()
     pipe = _load(args.model, args.device, args.quiet)
     t1 = time.perf_counter()
     result = pipe(
-        str(audio),
+        **music,
         fps=args.fps,
         chunk_seconds=args.chunk_seconds,
         output_type=None,  # frames go straight to the file: memory stays flat
         output_path=out,
         video_layout="overlay" if args.overlay else args.layout,
         video_size=args.size,
+        highlight_keys=args.highlight_keys,
         max_seconds=args.max_seconds,
         autocast_dtype=torch.bfloat16 if args.bf16 else None,
         show_progress=not args.quiet,
@@ -100,14 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="apvg", description="Audio-driven performance video generation.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="audio -> mp4 of the performer playing it")
-    g.add_argument("audio", help="an audio file (wav, flac, ogg, mp3)")
+    g = sub.add_parser("generate", help="audio or MIDI -> mp4 of the performer playing it")
+    g.add_argument("audio", help="an audio file (wav, flac, ogg, mp3) or a MIDI file (.mid, .midi)")
+    g.add_argument("--midi", action="store_true", help="the input is a MIDI file, whatever its suffix")
     g.add_argument("-o", "--output", type=Path, help="the mp4 to write (default: next to the audio)")
     g.add_argument("--model", help="a pipeline folder or Hub repo id (default: the embedded pipeline)")
     g.add_argument("--fps", type=float, help="output frame rate (default: the model's)")
     g.add_argument("--overlay", action="store_true", help="draw the predicted skeleton on the frames")
     g.add_argument("--layout", choices=["frames", "overlay", "side-by-side"], default="frames",
                    help="side-by-side: stage 1 (coarse frame + skeleton) | stage 2")  # fmt: skip
+    g.add_argument("--highlight-keys", action="store_true", help="light the keys that sound (MIDI input)")
     g.add_argument(
         "--size", type=int, help="resize the video to SIZE x SIZE per panel (default: the model's)"
     )

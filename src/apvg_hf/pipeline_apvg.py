@@ -1,14 +1,18 @@
-"""APVGPipeline: audio -> video of a performer playing it (KHP, then the STU), as a diffusers pipeline.
+"""APVGPipeline: audio (or MIDI, or a note list) -> video of a performer playing it (KHP, then the STU), as
+a diffusers pipeline.
 
-audio (path | bytes | array | tensor | {"array", "sampling_rate"})
+audio (path | bytes | array | tensor | {"array", "sampling_rate"}), or midi (path | bytes), or notes (dicts)
   0. check_inputs: every option, and the output path, before any work
   1. -> mono float32 waveform at its own rate                                      (N,)
+        MIDI / notes: -> note dicts (`apvg_hf.midi`), rendered to audio with a SoundFont (the mp4's sound)
   2. -> APVGFeatureExtractor: one log-mel row per video frame                     (T, 80)
-  3. -> appearance reference: one frame of the performer in the scene + its keypoints
+        a note-aware KHP given notes reads their piano roll instead               (T, 88, 3)
+  3. -> appearance reference: one frame of the performer in the scene + its keypoints (+ the keys' quads)
   then chunk by chunk (`chunk_seconds`), so memory stays flat and the result is the one-pass result:
   4. -> KHPModel.iter_predict (context each side): keypoints (n, K, 2), visibility (n, K), coarse frames
   5. -> STUModel.iter_render, a few frames per step, the ConvGRU state carried across steps and chunks;
-        each step's frames go to the mp4 and into the preallocated uint8 output as they come
+        each step's frames go to the mp4 (the keys that sound lit with `highlight_keys`) and into the
+        preallocated uint8 output as they come
   6. -> the mp4 is closed (audio muxed as AAC) and renamed into place; frames (T, H, W, 3) uint8.
 """
 
@@ -31,8 +35,10 @@ from diffusers.utils import BaseOutput
 from .configuration_apvg_pipeline import APVGPipelineConfig
 from .feature_extraction_apvg import APVGFeatureExtractor
 from .hub import model_card, push_object
+from .midi import RELEASE_TAIL_S, check_notes, read_midi, render_notes
 from .modeling_khp import KHPModel
 from .modeling_stu import STUModel
+from .piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll
 from .reference import AppearanceReference
 from .video_io import VideoWriter, audio_duration, check_output_path, load_audio, to_float_waveform, to_mono
 
@@ -48,6 +54,8 @@ class APVGPipelineOutput(BaseOutput):
         coarse_frames: (T, 3, s, s) stage-1 frames: uint8 ("np", "pil"), float32 in [0, 1] ("pt"), or None.
         fps, audio (the mono float32 waveform), sampling_rate: what `export_to_video` muxes.
         video: the mp4 written (`output_path`), or None.
+        notes: the notes played, as dicts {"pitch", "onset", "offset", "velocity"} (seconds): those given
+            (`midi=`, `notes=`), or those a note-aware KHP transcribed from the audio; else None.
     """
 
     frames: np.ndarray | list | torch.Tensor | None
@@ -58,6 +66,7 @@ class APVGPipelineOutput(BaseOutput):
     audio: np.ndarray | None = None
     sampling_rate: int | None = None
     video: Path | None = None
+    notes: list[dict] | None = None
 
 
 def load_audio_input(
@@ -151,13 +160,21 @@ def to_uint8_images(frames: torch.Tensor) -> np.ndarray:
 
 
 def compose_frames(
-    frames: np.ndarray, keypoints, visibility, coarse, layout: str, size: int | None = None
+    frames: np.ndarray,
+    keypoints,
+    visibility,
+    coarse,
+    layout: str,
+    size: int | None = None,
+    keyboard_quads: np.ndarray | None = None,
+    sounding: np.ndarray | None = None,
 ) -> np.ndarray:
     """The video's pictures from some frames: `layout` "frames" (as generated), "overlay" (the skeleton
     drawn on them) or "side-by-side" (stage 1: the coarse frame upsampled with the skeleton | stage 2);
     `size`: resize each panel to size x size (bicubic). frames (n, H, W, 3) uint8 -> (n, H', W', 3);
-    coarse (n, 3, s, s) uint8 or float in [0, 1]."""
-    from .skeleton import draw_skeleton
+    coarse (n, 3, s, s) uint8 or float in [0, 1]. With `keyboard_quads` (88, 4, 2) in [0, 1] of the frame
+    and `sounding` (n, 88) bool, the keys that sound are lit in every panel, under the skeleton."""
+    from .skeleton import draw_keys, draw_skeleton
 
     if layout not in ("frames", "overlay", "side-by-side"):
         raise ValueError(f"layout must be 'frames', 'overlay' or 'side-by-side', got {layout!r}")
@@ -166,6 +183,13 @@ def compose_frames(
         frames = np.stack(
             [np.asarray(PIL.Image.fromarray(f).resize((size, size), PIL.Image.BICUBIC)) for f in frames]
         )
+
+    def keys(panels: np.ndarray) -> np.ndarray:  # the lit keys, drawn first: the skeleton goes over them
+        if sounding is None:
+            return panels
+        return np.stack([draw_keys(f, keyboard_quads, on, LOWEST_PITCH) for f, on in zip(panels, sounding)])
+
+    frames = keys(frames)
     if layout == "frames":
         return frames
     if layout == "overlay":
@@ -173,9 +197,25 @@ def compose_frames(
     S = frames.shape[1]
     coarse = torch.as_tensor(np.asarray(coarse))
     coarse = coarse.float() / 255 if coarse.dtype == torch.uint8 else coarse.float()
-    up = F.interpolate(coarse, size=S, mode="bilinear", align_corners=False).clamp_(0, 1)
-    stage1 = np.stack([draw_skeleton(f, k, v) for f, k, v in zip(to_uint8_images(up), keypoints, visibility)])
+    up = keys(
+        to_uint8_images(F.interpolate(coarse, size=S, mode="bilinear", align_corners=False).clamp_(0, 1))
+    )
+    stage1 = np.stack([draw_skeleton(f, k, v) for f, k, v in zip(up, keypoints, visibility)])
     return np.concatenate([stage1, frames], axis=2)
+
+
+def sounding_keys(notes, num_frames: int, fps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Which of the 88 keys sound at each frame: (num_frames, 88) bool, the sustain channel of
+    `notes_to_roll` (frames [round(onset * fps), max(round(offset * fps), that + 1))) without building
+    the roll. `out`: an array to paint the notes into (for notes that arrive chunk by chunk)."""
+    out = np.zeros((num_frames, NUM_KEYS), bool) if out is None else out
+    for n in notes:
+        k = int(n["pitch"]) - LOWEST_PITCH
+        if 0 <= k < NUM_KEYS:
+            f0 = int(round(float(n["onset"]) * fps))
+            f1 = max(int(round(float(n["offset"]) * fps)), f0 + 1)
+            out[max(f0, 0) : max(min(f1, len(out)), 0), k] = True
+    return out
 
 
 class _Stopwatch:
@@ -192,7 +232,7 @@ class _Stopwatch:
 
 
 class APVGPipeline(DiffusionPipeline):
-    r"""Audio -> performance video: `KHPModel` (keypoints, coarse frames) then `STUModel` (frames).
+    r"""Audio (or MIDI) -> performance video: `KHPModel` (keypoints, coarse frames) then `STUModel` (frames).
 
     >>> import numpy as np, torch
     >>> from apvg_hf import APVGFeatureExtractor, AppearanceReference, KHPConfig, KHPModel, STUModel
@@ -206,6 +246,13 @@ class APVGPipeline(DiffusionPipeline):
     >>> out = pipe(np.zeros(16000, np.float32), sampling_rate=16000, show_progress=False)
     >>> out.frames.shape, out.frames.dtype, out.keypoints.shape, out.fps
     ((30, 32, 32, 3), dtype('uint8'), (30, 56, 2), 30.0)
+
+    Notes (or `midi="piece.mid"`) instead of audio: they are rendered to piano audio for the video, which
+    lasts until a second after the last note ends:
+
+    >>> out = pipe(notes=[{"pitch": 60, "onset": 0.0, "offset": 0.5}], show_progress=False)
+    >>> out.frames.shape[0], out.notes
+    (45, [{'pitch': 60, 'onset': 0.0, 'offset': 0.5, 'velocity': 80}])
 
     Loading: `APVGPipeline.from_pretrained(folder_or_hub_id)` (or `DiffusionPipeline.from_pretrained`
     after `import apvg_hf`); the embedded default is `apvg_hf.default_pipeline_path()`.
@@ -276,6 +323,9 @@ class APVGPipeline(DiffusionPipeline):
     # -- generation --------------------------------------------------------------------------------------
     def check_inputs(
         self,
+        audio,
+        midi,
+        notes,
         fps,
         reference,
         chunk_seconds,
@@ -287,8 +337,15 @@ class APVGPipeline(DiffusionPipeline):
         autocast_dtype,
         stu_batch,
         callback_on_chunk_end,
+        highlight_keys=False,
     ) -> None:
         """Every option is checked before anything is decoded or computed: a clear error names it."""
+        given = [name for name, x in (("audio", audio), ("midi", midi), ("notes", notes)) if x is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "pass exactly one of audio= (a file, bytes or samples), midi= (a MIDI file's path or bytes) "
+                f"or notes= (a list of note dicts); got {' and '.join(given) if given else 'none'}"
+            )
         if output_type not in ("np", "pil", "pt", None):
             raise ValueError(f"output_type must be 'np', 'pil', 'pt' or None, got {output_type!r}")
         _positive("fps", fps)
@@ -312,13 +369,36 @@ class APVGPipeline(DiffusionPipeline):
             )
         if callback_on_chunk_end is not None and not callable(callback_on_chunk_end):
             raise TypeError("callback_on_chunk_end must be callable(done_chunks, total_chunks)")
+        if highlight_keys:
+            if output_path is None:
+                raise ValueError(
+                    "highlight_keys lights the keys in the video: pass output_path=... (or draw them on the "
+                    "frames yourself with apvg_hf.skeleton.draw_keys)"
+                )
+            ref = reference if reference is not None else self.reference
+            if ref.keyboard_quads is None:
+                raise ValueError(
+                    "highlight_keys needs the keyboard's geometry, and this reference has none: build it with "
+                    "AppearanceReference.from_frame(..., keyboard_quads=(88, 4, 2) key-top quads)"
+                )
+            if audio is not None and self.khp_architecture != "notes":
+                raise ValueError(
+                    "highlight_keys needs notes: pass midi= or notes= (this pipeline's KHP hears audio but "
+                    "does not transcribe it)"
+                )
         if output_path is not None:
             check_output_path(output_path)
+
+    @property
+    def khp_architecture(self) -> str:
+        """The KHP's kind: "audio" (audio features -> motion) or "notes" (notes -> motion; audio is
+        transcribed first)."""
+        return getattr(self.khp.config, "architecture", "audio")
 
     @torch.no_grad()
     def __call__(
         self,
-        audio,
+        audio=None,
         sampling_rate: int | None = None,
         fps: float | None = None,
         reference: AppearanceReference | None = None,
@@ -334,23 +414,35 @@ class APVGPipeline(DiffusionPipeline):
         callback_on_chunk_end: Callable[[int, int], None] | None = None,
         return_dict: bool = True,
         show_progress: bool = True,
+        *,
+        midi: str | os.PathLike | bytes | None = None,
+        notes: list | None = None,
+        highlight_keys: bool = False,
     ) -> APVGPipelineOutput | tuple:
         r"""
         Args:
             audio: a file path (anything soundfile or FFmpeg decodes), the file's bytes, a waveform (numpy
                 array, tensor or list of samples; mono or multichannel; float or integer PCM) with
                 `sampling_rate`, or a dict {"array", "sampling_rate"}.
+            midi: instead of audio, a standard MIDI file (path or bytes): its notes are played (all
+                non-drum tracks; see `apvg_hf.midi.read_midi`) and rendered to piano audio for the video.
+            notes: instead of audio, a list of notes {"pitch", "onset", "offset", "velocity"} (seconds;
+                velocity optional, 80), checked by `apvg_hf.midi.check_notes`. With midi or notes the
+                video lasts until a second after the last note ends.
             fps: frame rate of the output (default: the model's, 30). The models run at their own rate;
                 other rates take the nearest model frame.
             reference: the performer and scene to render (default: the pipeline's own).
-            use_reference_in_khp: also give KHP the reference's keypoints and coarse frame (it places
-                the body in the scene); False runs KHP on the audio alone.
+            use_reference_in_khp: also give KHP the reference's keypoints, coarse frame and keyboard
+                geometry (it places the body in the scene); False runs KHP on the music alone.
             chunk_seconds: audio per KHP step; the result does not depend on it.
             output_type: "np" (uint8 (T, H, W, 3)), "pil", "pt" (float (T, 3, H, W) in [0, 1]) or None
                 (no frames kept: with `output_path`, memory stays flat however long the audio).
             output_path: also write an mp4 (H.264 + the audio as AAC) as the frames come, atomically (a
                 failure leaves no file). Checked (suffix .mp4, writable) before any work.
             video_layout, video_size: what the mp4 shows (see `compose_frames`).
+            highlight_keys: light the keys that sound in the mp4 (every layout), drawn over the
+                reference's keyboard geometry (`reference.keyboard_quads`). Needs notes: midi=, notes=, or
+                audio with a KHP that transcribes it.
             max_seconds: refuse longer audio before decoding it (None: no limit).
             autocast_dtype: e.g. torch.bfloat16: the STU under autocast (faster on CPUs with AMX/AVX512-bf16;
                 frames differ from float32 by a few levels, see the benchmark). To run the whole pipeline
@@ -362,35 +454,60 @@ class APVGPipeline(DiffusionPipeline):
             >>> import apvg_hf  # doctest: +SKIP
             >>> pipe = apvg_hf.APVGPipeline.from_pretrained(apvg_hf.default_pipeline_path())  # doctest: +SKIP
             >>> out = pipe("etude.wav", output_path="etude.mp4")  # doctest: +SKIP
+            >>> out = pipe(midi="etude.mid", output_path="etude.mp4", video_layout="overlay", highlight_keys=True)  # doctest: +SKIP
+            >>> out = pipe(notes=[{"pitch": 60, "onset": 0.0, "offset": 0.5}], output_path="c4.mp4")  # doctest: +SKIP
         """
         # 0. Every option, before any work.
         self.check_inputs(
-            fps, reference, chunk_seconds, output_type, output_path, video_layout, video_size, max_seconds,
-            autocast_dtype, stu_batch, callback_on_chunk_end,
+            audio, midi, notes, fps, reference, chunk_seconds, output_type, output_path, video_layout,
+            video_size, max_seconds, autocast_dtype, stu_batch, callback_on_chunk_end, highlight_keys,
         )  # fmt: skip
+        fe, note_khp = self.feature_extractor, self.khp_architecture == "notes"
 
-        # 1. Audio: a path, bytes, an array or a tensor -> mono float32 waveform at its own rate.
+        # 1. The music: audio -> mono float32 waveform at its own rate; MIDI or notes -> checked note
+        # dicts, played for a second after the last note ends, rendered with a SoundFont for the video.
         clock = _Stopwatch()
-        wave, sr = load_audio_input(audio, sampling_rate, max_seconds)
+        if audio is not None:
+            wave, sr = load_audio_input(audio, sampling_rate, max_seconds)
+        else:
+            notes = read_midi(midi) if midi is not None else check_notes(notes)
+            duration = max(n["offset"] for n in notes) + RELEASE_TAIL_S
+            if max_seconds is not None:
+                _check_length(duration, max_seconds, "the piece")
+            sr = fe.sampling_rate
+            wave = render_notes(notes, sampling_rate=sr, duration=duration)
         clock.lap("audio")
 
-        # 2. Features: one log-mel row per model frame; which model frame each output frame shows.
-        fe = self.feature_extractor
-        features = fe(wave, sampling_rate=sr)["input_features"][0]  # (T, F) float32
-        T, model_fps = len(features), fe.fps
+        # 2. Features: one log-mel row per model frame (or, for a note-aware KHP given notes, their piano
+        # roll); which model frame each output frame shows.
+        model_fps = fe.fps
+        T = fe.num_frames(len(wave), sr)  # model frames
         fps = float(fps or model_fps)
         T_out = fe.num_frames(len(wave), sr, fps)
         source = _retime(T, model_fps, fps, T_out)  # (T_out,) model frame of each output frame
+        if note_khp and notes is not None:
+            khp_music = {"piano_roll": notes_to_roll(notes, T, model_fps), "fps": model_fps}  # (T, 88, 3)
+        else:
+            features = fe(wave, sampling_rate=sr)["input_features"][0]  # (T, F) float32
+            khp_music = {"input_features": features} | ({"fps": model_fps} if note_khp else {})
         clock.lap("features")
 
-        # 3. Appearance reference: whose performance, in which scene.
+        # 3. Appearance reference: whose performance, in which scene (and where its keys are).
         device = self._execution_device
         ref = reference if reference is not None else self.reference
         res, coarse_size = self.stu.config.resolution, self.khp.config.coarse_size
         stu_ref = ref.at(res)[None].to(device)  # (1, 3, R, R)
+        quads = None if ref.keyboard_quads is None else ref.keyboard_quads.float().cpu().numpy()  # (88, 4, 2)
         khp_ref = {}
         if use_reference_in_khp:
             khp_ref = {"reference_keypoints": ref.keypoints, "reference_frames": ref.at(coarse_size)}
+            if note_khp:
+                khp_ref["reference_keys"] = None if quads is None else torch.from_numpy(quads)
+        # The keys to light, per output frame: from the notes given, or painted as KHP transcribes them.
+        sounding = None
+        if highlight_keys:
+            sounding = sounding_keys(notes or [], T_out, fps)  # (T_out, 88) bool
+        played = list(notes) if notes is not None else ([] if note_khp else None)
 
         # 4-5. Chunk by chunk: KHP with context on both sides, then the STU a few frames at a time with
         # its state carried; each step's output frames go to the file and the output as they come.
@@ -402,10 +519,15 @@ class APVGPipeline(DiffusionPipeline):
         total = math.ceil(T / chunk)
         state = None
         try:
-            chunks = self.khp.iter_predict(features, chunk_frames=chunk, **khp_ref)
+            chunks = self.khp.iter_predict(**khp_music, chunk_frames=chunk, **khp_ref)
             bar = self.progress_bar(total=total) if show_progress else None
             for done, (a, _, k) in enumerate(chunks, 1):
                 clock.lap("khp")
+                if note_khp and audio is not None:  # notes transcribed in this chunk (note-aware KHP)
+                    heard = _transcribed(k.notes)
+                    played += heard
+                    if sounding is not None:
+                        sounding_keys(heard, T_out, fps, out=sounding)
                 # (1, n, K, 2), (1, n, K), (1, n, 3, s, s)
                 kp, vis, co = k.keypoints, k.visibility, k.coarse_frames
                 steps = self.stu.iter_render(
@@ -422,8 +544,10 @@ class APVGPipeline(DiffusionPipeline):
                         sel = (kp[0][pick], vis[0][pick], co[0][pick])
                         pictures = out.put(lo, frames, *sel)
                         if writer is not None:
+                            lit = None if sounding is None else sounding[lo:hi]  # (m', 88) keys to light
                             composed = compose_frames(
-                                pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(), video_layout, video_size
+                                pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(), video_layout, video_size,
+                                keyboard_quads=quads, sounding=lit,
                             )  # fmt: skip
                             writer.write(composed)
                         clock.lap("encoding")
@@ -445,12 +569,25 @@ class APVGPipeline(DiffusionPipeline):
             raise
 
         # 7. Output.
-        result = (*out.result(), fps, wave, sr, video)
+        if played is not None:
+            played.sort(key=lambda n: (n["onset"], n["pitch"]))
+        result = (*out.result(), fps, wave, sr, video, played)
         self.last_timings = clock.laps  # seconds per stage, for benchmarks and the CLI
         self.maybe_free_model_hooks()
         if not return_dict:
             return result
         return APVGPipelineOutput(*result)
+
+
+def _transcribed(notes) -> list[dict]:
+    """A chunk's `KHPPrediction.notes` (one list of note dicts per batch item, or None) -> the note dicts
+    of the one batch item. A note-aware KHP transcribes the whole audio first and sends the notes with the
+    first chunk (times in seconds from the start), none with the others."""
+    if not notes:
+        return []
+    if isinstance(notes[0], list | tuple):  # per batch item
+        notes = notes[0]
+    return [dict(n) for n in notes]
 
 
 class _Outputs:

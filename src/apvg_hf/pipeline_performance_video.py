@@ -49,6 +49,16 @@ def default_pipeline_path() -> str:
     return DEFAULT_HUB_ID
 
 
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def is_midi(inputs) -> bool:
+    """A MIDI input: a path ending in .mid / .midi, or bytes that start like a MIDI file ("MThd")."""
+    if isinstance(inputs, str | os.PathLike):
+        return Path(inputs).suffix.lower() in MIDI_SUFFIXES
+    return isinstance(inputs, bytes | bytearray) and bytes(inputs[:4]) == b"MThd"
+
+
 class _PipelineLoader:
     """What `transformers.pipeline()` calls `from_pretrained` on: loads the whole diffusers pipeline."""
 
@@ -66,11 +76,13 @@ class _PipelineLoader:
 class AudioToPerformanceVideoPipeline(Pipeline):
     """Audio -> a video of the performer playing it (the transformers face of [`APVGPipeline`]).
 
-    Inputs: a path, a numpy array with `sampling_rate=`, a dict {"array", "sampling_rate"}, or a list of
-    them. Call options: `output_path` (an mp4; for a list, a list of paths or a folder), `fps`,
-    `video_layout` ("frames" | "overlay" | "side-by-side"), `video_size`, `chunk_seconds`, `reference`,
+    Inputs: a path (audio, or a MIDI file: `.mid` / `.midi`), a numpy array with `sampling_rate=`, a dict
+    {"array", "sampling_rate"}, file bytes, or a list of them. Call options: `output_path` (an mp4; for a
+    list, a list of paths or a folder), `fps`, `video_layout` ("frames" | "overlay" | "side-by-side"),
+    `video_size`, `highlight_keys` (MIDI: light the keys that sound), `chunk_seconds`, `reference`,
     `return_frames` (default True). Output: a dict {"video": path or None, "frames": (T, H, W, 3) uint8
-    or None, "keypoints": (T, K, 2), "visibility": (T, K), "fps"} (a list of them for a list).
+    or None, "keypoints": (T, K, 2), "visibility": (T, K), "fps", "notes": the notes played (MIDI) or
+    None} (a list of them for a list).
     """
 
     _load_tokenizer = False
@@ -88,7 +100,8 @@ class AudioToPerformanceVideoPipeline(Pipeline):
 
     def _sanitize_parameters(self, sampling_rate=None, output_path=None, return_frames=None, **call):
         allowed = {"fps", "video_layout", "video_size", "chunk_seconds", "reference", "use_reference_in_khp",
-                   "max_seconds", "show_progress", "autocast_dtype", "callback_on_chunk_end"}  # fmt: skip
+                   "max_seconds", "show_progress", "autocast_dtype", "callback_on_chunk_end",
+                   "highlight_keys"}  # fmt: skip
         unknown = set(call) - allowed
         if unknown:
             raise TypeError(
@@ -135,6 +148,8 @@ class AudioToPerformanceVideoPipeline(Pipeline):
     def preprocess(self, inputs, sampling_rate=None):
         from .pipeline_apvg import load_audio_input
 
+        if is_midi(inputs):  # the pipeline reads and renders it
+            return {"midi": inputs}
         if isinstance(inputs, np.ndarray) and sampling_rate is None:
             raise ValueError(
                 "an array input needs sampling_rate=... (or pass {'array': ..., 'sampling_rate': ...})"
@@ -144,8 +159,9 @@ class AudioToPerformanceVideoPipeline(Pipeline):
 
     def _forward(self, model_inputs, output_path=None, return_frames=True, **call):
         out = self.model(
-            model_inputs["audio"],
-            sampling_rate=model_inputs["sampling_rate"],
+            model_inputs.get("audio"),
+            sampling_rate=model_inputs.get("sampling_rate"),
+            midi=model_inputs.get("midi"),
             output_type="np" if return_frames else None,
             output_path=output_path,
             show_progress=call.pop("show_progress", False),
@@ -157,6 +173,7 @@ class AudioToPerformanceVideoPipeline(Pipeline):
             "keypoints": out.keypoints,
             "visibility": out.visibility,
             "fps": out.fps,
+            "notes": out.notes,
         }
 
     def postprocess(self, model_outputs):

@@ -177,3 +177,46 @@ def draw_skeleton_video(
             for t, (f, k) in enumerate(zip(frames, keypoints))
         ]
     )
+
+
+# Lit keys: white keys in light green, black keys a deeper green (so a lit black key stays visible
+# between two lit white ones).
+_KEY_COLORS = {False: (90, 255, 140), True: (20, 190, 80)}
+_BLACK_PITCH_CLASSES = {1, 3, 6, 8, 10}
+
+
+def draw_keys(
+    frame: np.ndarray,
+    quads: np.ndarray,
+    pressed: np.ndarray,
+    lowest_pitch: int = 21,
+    alpha: float = 0.6,
+) -> np.ndarray:
+    """Tint the keys that sound: fill each pressed key's top with a translucent colour, antialiased.
+
+    Args:
+        frame: (H, W, 3) uint8.
+        quads: (N, 4, 2) key-top quads normalised to [0, 1] of the frame (an `AppearanceReference`'s
+            `keyboard_quads`: N = 88, key i is MIDI pitch `lowest_pitch + i`).
+        pressed: (N,) bool, the keys that sound in this frame.
+        alpha: opacity of the tint.
+
+    Returns:
+        A new (H, W, 3) uint8 frame; the same pixels as `frame` wherever no pressed key lies.
+    """
+    keys = np.flatnonzero(np.asarray(pressed))
+    if len(keys) == 0:
+        return np.array(frame[..., :3])
+    h, w = frame.shape[:2]
+    ss = 2  # supersampling factor for antialiasing
+    pts = np.asarray(quads, dtype=np.float64) * np.array([w, h]) * ss
+    overlay = Image.new("RGBA", (w * ss, h * ss), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    a = int(round(255 * alpha))
+    black = np.array([(lowest_pitch + k) % 12 in _BLACK_PITCH_CLASSES for k in keys])
+    for k in list(keys[~black]) + list(keys[black]):  # black keys lie on top of white ones
+        is_black = (lowest_pitch + k) % 12 in _BLACK_PITCH_CLASSES
+        draw.polygon([tuple(p) for p in pts[k]], fill=_KEY_COLORS[is_black] + (a,))
+    overlay = overlay.resize((w, h), Image.Resampling.BOX)
+    out = Image.fromarray(np.ascontiguousarray(frame[..., :3])).convert("RGBA")
+    return np.asarray(Image.alpha_composite(out, overlay).convert("RGB"))

@@ -1,156 +1,33 @@
-"""Piano audio for note lists: SoundFont rendering (midirenderer), audio I/O, and an "ear proxy" that checks
-that a recording contains given notes at the given times."""
+"""Piano audio for note lists: SoundFont rendering, audio I/O, and an "ear proxy" that checks that a recording
+contains given notes at the given times.
+
+The SoundFonts, MIDI writing and rendering live in `apvg_hf.midi` (generating videos from MIDI needs them
+without the `data` extra); they are re-exported here under their old names for the data builders.
+"""
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from apvg_hf.data.notes import Note
+from apvg_hf.midi import (  # noqa: F401 (re-exported)
+    DEFAULT_SOUNDFONT,
+    PEAK_DBFS,
+    RELEASE_TAIL_S,
+    SOUNDFONTS,
+    _bundled_soundfont,
+    _fit_length,
+    _soundfont_bytes,
+    available_soundfonts,
+    find_soundfont,
+    normalize_peak,
+    notes_to_midi,
+    render_notes,
+)
 from apvg_hf.video_io import load_audio, save_audio  # noqa: F401 (re-exported)
-
-RELEASE_TAIL_S = 1.0  # midirenderer stops at the last MIDI event: keep rendering this long for note releases
-PEAK_DBFS = -1.0
-# Named SoundFonts: the PyPI-only default, and Debian's General MIDI fonts where installed
-# (`apt-get install fluid-soundfont-gm csound-soundfont`). The default is always the
-# bundled one, whatever is installed, so installing a package never changes what a build renders.
-SOUNDFONTS = {
-    "timgm6mb": (),  # inside the pretty_midi wheel (GPL-2)
-    "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2"),  # MIT
-    # Csound's GM bank (public domain). MuseScore's Debian fonts are SoundFont 3 (Ogg samples), which
-    # midirenderer cannot read.
-    "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2"),
-}
-DEFAULT_SOUNDFONT = "timgm6mb"
-
-
-def _bundled_soundfont() -> Path:
-    import pretty_midi
-
-    return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
-
-
-def find_soundfont(path: str | os.PathLike | None = None) -> Path:
-    """The SoundFont to render with: `path` (a file, or a name in `SOUNDFONTS`) if given, else
-    `$APVG_HF_SOUNDFONT` (the same), else TimGM6mb.sf2 from the pretty_midi wheel.
-
-    >>> find_soundfont().name
-    'TimGM6mb.sf2'
-    """
-    explicit = path if path is not None else os.environ.get("APVG_HF_SOUNDFONT") or None
-    source = "" if path is not None else " (from $APVG_HF_SOUNDFONT)"
-    name = str(explicit).lower() if explicit is not None else DEFAULT_SOUNDFONT
-    if name in SOUNDFONTS:
-        candidates = [Path(c) for c in SOUNDFONTS[name]] or [_bundled_soundfont()]
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(
-            f"SoundFont {name!r}{source} is not installed (looked for {', '.join(map(str, candidates))})"
-        )
-    found = Path(explicit).expanduser()
-    if not found.is_file():
-        raise FileNotFoundError(
-            f"SoundFont {str(found)!r}{source} does not exist (a .sf2 file or one of {sorted(SOUNDFONTS)})"
-        )
-    return found
-
-
-def available_soundfonts() -> list[str]:
-    """Names in `SOUNDFONTS` whose file is on this machine (always at least the bundled default)."""
-    out = []
-    for name in SOUNDFONTS:
-        try:
-            find_soundfont(name)
-            out.append(name)
-        except FileNotFoundError:
-            pass
-    return out
-
-
-@lru_cache(maxsize=4)
-def _soundfont_bytes(path: Path) -> bytes:
-    return path.read_bytes()
-
-
-def notes_to_midi(notes: Sequence[Note], end_time: float | None = None) -> bytes:
-    """A standard MIDI file (acoustic grand piano, 960 ticks per beat at 120 bpm: 0.5 ms resolution)
-    playing `notes`; a no-op controller event at `end_time` makes renderers run until then."""
-    import pretty_midi
-
-    midi = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
-    piano = pretty_midi.Instrument(program=0, name="piano")
-    for n in notes:
-        velocity = int(np.clip(n.velocity, 1, 127))
-        piano.notes.append(pretty_midi.Note(velocity, int(n.pitch), float(n.onset), float(n.offset)))
-    if end_time is not None:
-        piano.control_changes.append(pretty_midi.ControlChange(number=64, value=0, time=float(end_time)))
-    midi.instruments.append(piano)
-    buffer = io.BytesIO()
-    midi.write(buffer)
-    return buffer.getvalue()
-
-
-def render_notes(
-    notes: Sequence[Note],
-    sampling_rate: int = 16000,
-    soundfont: str | os.PathLike | None = None,
-    duration: float | None = None,
-) -> np.ndarray:
-    """Render `notes` as piano audio: mono float32 at `sampling_rate`, peak-normalised to -1 dBFS (silence
-    stays zero), `round(duration * sampling_rate)` samples if `duration` is given (padded/cut), else up to the
-    last note release.
-
-    Rendering is MIDI -> midirenderer (48 kHz stereo WAV) -> mono -> soxr resampling; deterministic. With
-    the bundled TimGM6mb.sf2 it runs at ~90-170x real time on one CPU core (mostly synthesis). The audio is
-    aligned with the notes: the measured onset latency of the piano attack is 0-5 ms, so nothing is
-    compensated.
-
-    >>> audio = render_notes([Note(60, 0.0, 0.5)], duration=1.0)
-    >>> audio.shape, audio.dtype, round(float(abs(audio).max()), 2)
-    ((16000,), dtype('float32'), 0.89)
-    """
-    import midirenderer
-    import soundfile as sf
-
-    n_out = round(duration * sampling_rate) if duration is not None else None
-    if not notes:
-        return np.zeros(n_out or 0, dtype=np.float32)
-    end = max(n.offset for n in notes) + RELEASE_TAIL_S
-    if duration is not None:
-        end = duration + 0.05  # a little extra so resampling has context at the cut
-        notes = [n.replace(offset=min(n.offset, end)) for n in notes if n.onset < end]
-    midi = notes_to_midi(notes, end_time=end)
-    wav = midirenderer.render_wave_from(_soundfont_bytes(find_soundfont(soundfont)), midi)
-    audio, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    if rate != sampling_rate:
-        import soxr
-
-        audio = soxr.resample(audio, rate, sampling_rate)
-    audio = _fit_length(audio, n_out) if n_out is not None else audio
-    return normalize_peak(audio)
-
-
-def normalize_peak(audio: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
-    """Scale so the largest absolute sample is at `peak_dbfs`; all-zero audio stays zero. Returns float32."""
-    audio = np.asarray(audio, dtype=np.float32)
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if peak == 0.0:
-        return audio
-    return (audio * (10 ** (peak_dbfs / 20) / peak)).astype(np.float32)
-
-
-def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
-    if len(audio) >= n:
-        return audio[:n]
-    return np.pad(audio, (0, n - len(audio)))
-
 
 # ------------------------------------------------------------------------------------------------- I/O
 

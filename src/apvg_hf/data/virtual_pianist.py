@@ -96,7 +96,15 @@ def perform(spec: PerformanceSpec) -> Performance:
     )
     motion = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng)
     return Performance(
-        spec, plan.notes, len(plan.dropped), audio, motion.joints, aug, appearance_id, camera, duration,
+        spec,
+        plan.notes,
+        len(plan.dropped),
+        audio,
+        motion.joints,
+        aug,
+        appearance_id,
+        camera,
+        duration,
         soundfont,
     )
 

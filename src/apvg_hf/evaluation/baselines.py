@@ -6,6 +6,11 @@
 - `LSTMBaseline`: *Audio to Body Dynamics* (Shlizerman et al., CVPR 2018): MFCCs in, one LSTM layer
   of 200 units, PCA-compressed keypoints out, with the output delayed by a few frames so the
   one-directional LSTM hears a little of what follows.
+- `planned_keypoints` / `plan_clip`: the hand-written system, "transcribe then plan": notes (true,
+  or from a transcriber) -> the virtual pianist's own planner and motion synthesis -> the clip's
+  camera. Fed a clip's true notes it nearly reproduces the clip (the data were made this way; only
+  the random torso sway and what happened before the clip differ); fed transcribed notes it shows
+  what a transcriber plus a planner reach.
 
 >>> import numpy as np
 >>> mfcc(np.zeros((5, 80), np.float32)).shape
@@ -22,6 +27,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
+
+from ..data.notes import Note
+from ..data.pianist import PianistConfig, plan_performance, synthesize_motion
+from ..data.render import APPEARANCES, compute_visibility
+from ..data.scene import Camera
 
 
 def mfcc(features: np.ndarray, n: int = 13) -> np.ndarray:
@@ -176,3 +186,64 @@ class LSTMBaseline(nn.Module):
         model = cls(**json.loads((directory / "config.json").read_text()))
         model.load_state_dict(load_file(directory / "model.safetensors"))
         return model.eval()
+
+
+def _as_note(n) -> Note:
+    """A note dict (pitch, onset, offset, velocity?, hand?) or object -> `Note` (finger left to the planner)."""
+    get = n.get if isinstance(n, dict) else lambda key: getattr(n, key, None)
+    velocity, hand = get("velocity"), get("hand")
+    return Note(
+        pitch=int(get("pitch")),
+        onset=float(get("onset")),
+        offset=float(get("offset")),
+        velocity=80 if velocity is None else int(round(velocity)),
+        hand=hand if hand in ("left", "right") else None,
+    )
+
+
+def planned_keypoints(
+    notes: list,
+    num_frames: int,
+    fps: float,
+    appearance_name: str,
+    camera: dict | Camera,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The virtual pianist playing `notes` (clip-relative times) in a clip's scene: keypoints
+    (T, 56, 2) in [0, 1] and visibility (T, 56), as the data generator makes them.
+
+    Notes are dicts (or objects) with pitch, onset, offset and optionally velocity and hand (a
+    transcriber's notes have no hand: the planner assigns them). A note that began before the clip
+    (negative onset) starts at 0; notes that are over by then are dropped. `appearance_name` selects
+    the performer's body (`APPEARANCES`), `camera` is the clip's camera (`Camera.to_dict()` form).
+    `seed` drives the torso's random sway, the one random part of the motion.
+    """
+    body = next((a.body for a in APPEARANCES if a.name == appearance_name), None)
+    if body is None:
+        raise KeyError(f"unknown appearance {appearance_name!r} (one of {[a.name for a in APPEARANCES]})")
+    if not isinstance(camera, Camera):
+        camera = Camera(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in camera.items()})
+    clipped = []
+    for n in map(_as_note, notes):
+        n = n.replace(onset=max(n.onset, 0.0))
+        if n.offset > n.onset:
+            clipped.append(n)
+    plan = plan_performance(clipped, body=body, config=PianistConfig())
+    motion = synthesize_motion(plan, duration=num_frames / fps, fps=fps, rng=np.random.default_rng(seed))
+    joints = motion.joints[:num_frames]
+    uv, _ = camera.project(joints)
+    return uv.astype(np.float32), compute_visibility(joints, camera, uv)
+
+
+def plan_clip(clip, notes: list | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """`planned_keypoints` for a clip (from `load_clips`) in `evaluate_predictor`'s format:
+    {"keypoints", "visibility"}; `notes` default to the clip's true notes.
+
+    evaluate_predictor(plan_clip, clips)                                   # the planner's ceiling
+    evaluate_predictor(lambda c: plan_clip(c, transcribed[id(c)]), clips)  # transcribe then plan
+    """
+    m = clip.meta
+    kp, vis = planned_keypoints(
+        m["notes"] if notes is None else notes, clip.num_frames, m["fps"], m["appearance"], m["camera"], seed
+    )
+    return {"keypoints": kp, "visibility": vis}
