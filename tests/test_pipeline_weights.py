@@ -14,23 +14,75 @@ from apvg_hf.evaluation import khp_predict
 KHP_DIR = Path(__file__).parents[1] / "pipelines" / "apvg-virtual-pianist" / "khp"
 
 
-def test_committed_khp_loads_and_predicts():
-    model = AutoModel.from_pretrained(KHP_DIR)
+def committed():
+    model = AutoModel.from_pretrained(KHP_DIR).eval()
     assert isinstance(model, KHPModel)
+    fe = AutoFeatureExtractor.from_pretrained(KHP_DIR)
+    assert isinstance(fe, APVGFeatureExtractor)
+    return model, fe
+
+
+SCALE = [  # C major up and down, then a C major chord: 4 s
+    {"pitch": p, "onset": 0.25 * i, "offset": 0.25 * i + 0.22, "velocity": 80}
+    for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62])
+] + [{"pitch": p, "onset": 3.5, "offset": 3.9, "velocity": 90} for p in (48, 52, 55)]
+
+
+def reference_inputs():
+    from apvg_hf import AppearanceReference
+
+    ref = AppearanceReference.from_pretrained(KHP_DIR.parent / "reference")
+    return ref.keypoints.numpy(), ref.at(32).numpy(), ref.keyboard_quads.numpy()
+
+
+def test_committed_khp_loads_hears_the_notes_and_plays_them():
+    from apvg_hf.evaluation.keypress import decode_key_presses, f1_from_counts, match_events, note_events
+    from apvg_hf.evaluation.transcription import note_metrics
+    from apvg_hf.midi import render_notes
+    from apvg_hf.piano_roll import notes_to_roll
+
+    model, fe = committed()
     recipe = yaml.safe_load((KHP_DIR.parent / "khp.yaml").read_text())
     for key, value in recipe["model"].items():
         assert getattr(model.config, key) == value, key
-    fe = AutoFeatureExtractor.from_pretrained(KHP_DIR)
-    assert isinstance(fe, APVGFeatureExtractor)
-    t = np.arange(2 * 16000) / 16000
-    wave = 0.3 * np.sin(2 * np.pi * 261.6 * t) * (t % 0.5 < 0.25)  # a repeated C4
+    wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
     feats = fe(wave, sampling_rate=16000)["input_features"][0]
-    assert feats.shape == (60, 80)
-    out = khp_predict(model, feats)
-    assert out["keypoints"].shape == (60, 56, 2) and out["coarse"].shape == (60, 3, 32, 32)
+    assert feats.shape == (135, fe.feature_size)
+    kp_ref, frame_ref, keys = reference_inputs()
+    out = khp_predict(model, feats, kp_ref, frame_ref, keys)
+    assert out["keypoints"].shape == (135, 56, 2) and out["coarse"].shape == (135, 3, 32, 32)
     kp = out["keypoints"]
-    assert np.isfinite(kp).all() and kp.min() > 0.05 and kp.max() < 0.95  # on screen
-    assert torch.isfinite(next(model.parameters())).all()
+    assert np.isfinite(kp).all() and kp.min() > 0.02 and kp.max() < 0.98  # on screen
+    heard = note_metrics(SCALE, out["notes"])
+    assert heard["onset"]["f1"] >= 0.8, heard  # the transcriber hears a plain scale
+    # the same notes as MIDI: the fingers strike the keys in time (the decoder reads it off the keypoints)
+    played = khp_predict(model, feats, kp_ref, frame_ref, keys, piano_roll=notes_to_roll(SCALE, 135, 30))
+    strikes = decode_key_presses(played["keypoints"], keys, list(range(21, 109)))
+    score = f1_from_counts(*match_events(strikes, note_events(SCALE, 30, 135), tolerance=2))
+    assert score["f1"] >= 0.5, score
+
+
+def test_committed_khp_ignores_the_noise_floor_and_rests_in_silence():
+    """White noise at -60 dBFS moves no keypoint by a pixel on average at 128; silence: no notes, still hands."""
+    from apvg_hf.midi import render_notes
+    from apvg_hf.skeleton import INDEX
+
+    model, fe = committed()
+    kp_ref, frame_ref, keys = reference_inputs()
+    wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
+    noise = np.random.default_rng(0).standard_normal(len(wave)).astype(np.float32) * 10 ** (-60 / 20)
+    clean, noisy = (
+        khp_predict(model, fe(w, sampling_rate=16000)["input_features"][0], kp_ref, frame_ref, keys)
+        for w in (wave, wave + noise)
+    )
+    shift = np.linalg.norm(noisy["keypoints"] - clean["keypoints"], axis=-1) * 128
+    assert shift.mean() < 1.0, shift.mean()
+    silence = khp_predict(
+        model, fe(np.zeros(3 * 16000), sampling_rate=16000)["input_features"][0], kp_ref, frame_ref, keys
+    )
+    assert silence["notes"] == []
+    wrists = silence["keypoints"][:, [INDEX["left_wrist"], INDEX["right_wrist"]]]
+    assert np.abs(np.diff(wrists, axis=0)).max() * 128 < 0.5  # a resting performer
 
 
 STU_DIR = KHP_DIR.parent / "stu"
@@ -50,7 +102,7 @@ def test_committed_stu_renders_the_khp_output():
     feats = APVGFeatureExtractor.from_pretrained(KHP_DIR)(np.zeros(16000), sampling_rate=16000)[
         "input_features"
     ][0]
-    out = khp_predict(khp, feats)
+    out = khp_predict(khp, feats, *reference_inputs())
     # a plain reference: the coarse prediction upsampled stands in for a real frame of the scene
     reference = torch.nn.functional.interpolate(
         torch.from_numpy(out["coarse"][:1]), size=128, mode="bilinear"

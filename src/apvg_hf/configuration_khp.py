@@ -44,6 +44,8 @@ class KHPConfig(PretrainedConfig):
         tip_offset_scale: the largest fingertip offset from its key's centre, in image units.
         onset_threshold, frame_threshold: decoding the transcriber's probabilities into notes.
         loss_transcription: weight of the transcription loss (onset and sustain BCE, velocity MSE).
+        loss_pointer: weight of the fingertip pointer's cross-entropy against the key under each true
+            fingertip (nearest key centre): it teaches which key a finger is over, not only where.
 
     >>> from apvg_hf import KHPConfig
     >>> config = KHPConfig(hidden_size=64, num_layers=2)
@@ -87,6 +89,7 @@ class KHPConfig(PretrainedConfig):
         onset_threshold: float = 0.5,
         frame_threshold: float = 0.5,
         loss_transcription: float = 1.0,
+        loss_pointer: float = 0.2,
         **kwargs,
     ):
         if architecture not in ("audio", "notes"):
@@ -129,6 +132,7 @@ class KHPConfig(PretrainedConfig):
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold
         self.loss_transcription = loss_transcription
+        self.loss_pointer = loss_pointer
         super().__init__(**kwargs)
 
     @property

@@ -48,7 +48,7 @@ class KHPOutput(ModelOutput):
         visibility_logits: (B, T, K); sigmoid gives the probability a keypoint is visible.
         coarse_frames: (B, T, 3, h, w) in [0, 1] (or (B, N, 3, h, w) for `coarse_frame_indices`).
         last_hidden_state: (B, T, D) encoder output (of the motion decoder for "notes").
-        loss_terms: (7,) the unweighted loss terms, in `KHPModel.loss_names` order.
+        loss_terms: (8,) the unweighted loss terms, in `KHPModel.loss_names` order.
         note_logits: (B, T, 88, 3) transcription logits (onset, sustain, velocity), "notes" only.
     """
 
@@ -293,17 +293,18 @@ class KHPKeyboard(nn.Module):
 
     def fingertips(
         self, h: torch.Tensor, keys: torch.Tensor, activity: torch.Tensor, quads: torch.Tensor, scale: float
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
-        fingertip (its centre in the image) plus an offset of at most `scale`."""
+        fingertip (its centre in the image) plus an offset of at most `scale`; and the choice's
+        logits (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
         q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
         k = self.key_proj(keys)[:, None] + activity  # (B, T, 88, P)
-        choice = torch.softmax(torch.einsum("btfp,btkp->btfk", q, k) / math.sqrt(P), dim=-1)
+        logits = torch.einsum("btfp,btkp->btfk", q, k) / math.sqrt(P)
         centres = quads.mean(2).to(h.dtype)  # (B, 88, 2)
-        at = torch.einsum("btfk,bkx->btfx", choice, centres)  # (B, T, 10, 2)
-        return at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
+        at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
+        return at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2)), logits
 
 
 class KHPPreTrainedModel(PreTrainedModel):
@@ -339,7 +340,16 @@ class KHPModel(KHPPreTrainedModel):
     ((2, 40, 56, 2), (2, 40, 56), (2, 40, 3, 16, 16))
     """
 
-    loss_names = ("coordinate", "heatmap", "bone", "velocity", "visibility", "coarse", "transcription")
+    loss_names = (
+        "coordinate",
+        "heatmap",
+        "bone",
+        "velocity",
+        "visibility",
+        "coarse",
+        "transcription",
+        "pointer",
+    )
     card_kind = "khp"  # for apvg_hf.hub.model_card
     card_summary = (
         "Stage 1 of APVG: audio features -> body and hand keypoints, visibility and a coarse video."
@@ -469,11 +479,11 @@ class KHPModel(KHPPreTrainedModel):
             h = self.encode(input_features, attention_mask, *refs)
         K = self.config.num_keypoints
         keypoints = torch.sigmoid(self.keypoint_head(h).view(B, T, K, 2))
+        pointer = None
         if self.uses_notes:  # the fingertips aim at keys
+            tips, pointer = self.keyboard.fingertips(h, keys, activity, quads, self.config.tip_offset_scale)
             keypoints = keypoints.clone()
-            keypoints[:, :, _TIPS] = self.keyboard.fingertips(
-                h, keys, activity, quads, self.config.tip_offset_scale
-            ).to(keypoints.dtype)
+            keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
         visibility_logits = self.visibility_head(h)  # (B, T, K)
         coarse = None
         if self.coarse_decoder is not None:
@@ -512,6 +522,7 @@ class KHPModel(KHPPreTrainedModel):
                 coarse_frame_indices,
                 note_logits,
                 target_piano_roll,
+                None if pointer is None else (pointer, quads, reference_mask),
             )
         out = KHPOutput(
             loss=loss,
@@ -715,8 +726,10 @@ class KHPModel(KHPPreTrainedModel):
         coarse_frame_indices: torch.Tensor | None = None,
         note_logits: torch.Tensor | None = None,
         target_piano_roll: torch.Tensor | None = None,
+        pointer: tuple | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weighted sum of the seven loss terms -> (loss, (7,) unweighted terms)."""
+        """Weighted sum of the eight loss terms -> (loss, (8,) unweighted terms). `pointer`: the
+        fingertip pointer's (logits (B, T, 10, 88), quads (B, 88, 4, 2), reference_mask (B,) or None)."""
         c = self.config
         B, T, K, _ = keypoints.shape
         tk = target_keypoints.to(keypoints.dtype)
@@ -765,7 +778,23 @@ class KHPModel(KHPPreTrainedModel):
             played = fm * tr[..., 1]  # velocity is scored where a note sounds
             vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
             transcription = wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, played)
-        terms = torch.stack([coord, heatmap, bone, velocity, visibility, coarse_l1, transcription])
+        pointer_ce = keypoints.new_zeros(())
+        if pointer is not None:  # which key is under each true fingertip: the nearest key centre
+            logits, quads, ref_mask = pointer
+            centres = quads.float().mean(2)  # (B, 88, 2)
+            target = (
+                (tk[:, :, _TIPS, None].float() - centres[:, None, None]).norm(dim=-1).argmin(-1)
+            )  # (B, T, 10)
+            ce = F.cross_entropy(logits.float().flatten(0, 2), target.flatten(), reduction="none").view_as(
+                target
+            )
+            wp = frame[..., None] * vis[:, :, _TIPS]  # (B, T, 10): real frames, visible tips ...
+            if ref_mask is not None:  # ... of windows that were given the keyboard
+                wp = wp * ref_mask.float()[:, None, None]
+            pointer_ce = wmean(ce, wp)
+        terms = torch.stack(
+            [coord, heatmap, bone, velocity, visibility, coarse_l1, transcription, pointer_ce]
+        )
         weights = torch.tensor(
             [
                 c.loss_coordinate,
@@ -775,6 +804,7 @@ class KHPModel(KHPPreTrainedModel):
                 c.loss_visibility,
                 c.loss_coarse,
                 c.loss_transcription,
+                c.loss_pointer,
             ],
             device=terms.device,
             dtype=terms.dtype,
