@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
-.PHONY: install lock test test-slow test-latest test-wheel quality format demo preview-data benchmark dataset-small \
+.PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi preview-data benchmark dataset-small \
 	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
@@ -72,8 +72,13 @@ format: $(VENV)/.installed
 ## demo: the main job: the embedded default pipeline plays the bundled example (Mozart K. 458, in no
 ## training split) -> outputs/demo.mp4 (stage 1: coarse frame + skeleton | stage 2: the frames; with the audio)
 DEMO_AUDIO := spaces_demo/examples/mozart_k458_movement1.ogg
+DEMO_MIDI := spaces_demo/examples/mozart_k458_movement1.mid
 demo: $(VENV)/.installed
-	$(VENV)/bin/apvg generate $(DEMO_AUDIO) -o outputs/demo.mp4 --layout side-by-side --size 256
+	$(VENV)/bin/apvg generate $(DEMO_AUDIO) -o outputs/demo.mp4 --layout side-by-side --size 256 --highlight-keys
+
+## demo-midi: the same excerpt from its MIDI file (the notes as written: no transcription) -> outputs/demo_midi.mp4
+demo-midi: $(VENV)/.installed
+	$(VENV)/bin/apvg generate $(DEMO_MIDI) -o outputs/demo_midi.mp4 --layout side-by-side --size 256 --highlight-keys
 
 ## preview-data: a virtual-pianist performance with its ground-truth skeleton -> outputs/preview.mp4
 preview-data: $(VENV)/.installed

@@ -140,6 +140,7 @@ def render_example(
         "notes": len(perf.notes),
         "dropped": perf.n_dropped,
         "augmentation": perf.augmentation,
+        "performed_notes": [n for n in perf.notes if n.onset < seconds],
     }
     return audio, info
 
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
         help="random tempo/transposition/jitter as in training (default: the score as written)",
     )
     ap.add_argument("--soundfont", help="a .sf2 file (default: as the dataset, see find_soundfont)")
+    ap.add_argument(
+        "--midi", action="store_true", help="also write the notes played as a standard MIDI file (<output>.mid)"
+    )
     args = ap.parse_args(argv)
     if args.seconds <= 1.0:
         sys.exit(f"error: --seconds must be > 1, got {args.seconds}")
@@ -193,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
         soundfont=args.soundfont,
     )
     size = write_ogg(output, audio, args.sampling_rate)
+    if args.midi:
+        from apvg_hf.midi import notes_to_midi
+
+        notes = [n.replace(offset=min(n.offset, args.seconds)) for n in info["performed_notes"]]
+        output.with_suffix(".mid").write_bytes(notes_to_midi(notes))
+        print(f"wrote {output.with_suffix('.mid')}: {len(notes)} notes")
     print(f"piece: {args.piece} ({info['composer']}: {info['title']})")
     print(f"  licence: {info['licence']}")
     print(f"  soundfont: {find_soundfont(args.soundfont).name}")
