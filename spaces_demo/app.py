@@ -1,16 +1,18 @@
-"""apvg-hf Space: upload (or record) a piano recording, get a video of a virtual pianist playing it.
+"""apvg-hf Space: upload (or record) a piano recording, or a MIDI file, get a video of a virtual pianist
+playing it (the keys that sound lit, where the notes are known).
 
 Runs on CPU, offline once the pipeline is loaded. Locally: `make space` (http://127.0.0.1:7860).
 
 Settings (environment variables):
     APVG_SPACE_MODEL        a pipeline folder or Hub id (default: the embedded default pipeline)
-    APVG_SPACE_MAX_SECONDS  the longest recording accepted (default 60, the cap for a CPU Space)
+    APVG_SPACE_MAX_SECONDS  the longest recording or MIDI piece accepted (default 60: a CPU Space's cap)
     APVG_SPACE_CONCURRENCY  generations run at once (default 1: one request uses both cores)
     APVG_SPACE_MAX_QUEUE    requests waiting at most; more are turned away (default 32)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
 
-The app uses the package's public API only: `APVGPipeline.from_pretrained`, the pipeline call, and
-`AppearanceReference.from_frame` with frames drawn by the virtual-pianist data generator.
+The app uses the package's public API only: `APVGPipeline.from_pretrained`, the pipeline call (audio, or
+`notes=` read with `apvg_hf.midi.read_midi`; `highlight_keys=`), `apvg_hf.midi.notes_to_midi` for the notes
+download, and `AppearanceReference.from_frame` with frames drawn by the virtual-pianist data generator.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -43,6 +46,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 import apvg_hf  # noqa: E402
+import apvg_hf.midi  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES_DIR = HERE / "examples"
@@ -65,7 +69,10 @@ EXAMPLES = [  # (file, label, performer): pieces in no training split, rendered 
     ("mozart_k458_movement1.ogg", "Mozart · String Quartet K. 458 “The Hunt”, I (20 s)", "default"),
     ("haydn_opus74no1_movement1.ogg", "Haydn · String Quartet Op. 74 No. 1, I (20 s)", "chloe"),
     ("beethoven_opus59no3_movement4.ogg", "Beethoven · String Quartet Op. 59 No. 3, IV (20 s)", "ben"),
+    ("mozart_k458_movement1.mid", "Mozart · K. 458, I, as MIDI: the notes the .ogg plays (21 s)", "default"),
 ]
+MIDI_SUFFIXES = (".mid", ".midi")
+MAX_MIDI_BYTES = 8 << 20  # a minute of even dense piano music is a few tens of KiB
 
 
 def _env_number(name: str, default: float) -> float:
@@ -223,7 +230,10 @@ def _check_audio(path: str | None, max_seconds: float) -> float:
     import soundfile as sf
 
     if not path:
-        raise SpaceError("No audio: upload a recording, record one with the microphone, or pick an example.")
+        raise SpaceError(
+            "No audio or MIDI file: upload a recording, record one with the microphone, upload a MIDI "
+            "file, or pick an example."
+        )
     if not Path(path).is_file():
         raise SpaceError("The uploaded file did not arrive: please upload it again.")
     try:
@@ -240,6 +250,47 @@ def _check_audio(path: str | None, max_seconds: float) -> float:
             "(the 'Longest recording' setting). Cut it and try again."
         )
     return float(info.duration)
+
+
+def _check_midi(path: str, max_seconds: float) -> tuple[list[dict], float, int]:
+    """The notes of a readable MIDI file that lasts (last note offset + the 1 s release the video keeps)
+    no longer than `max_seconds`: (note dicts, duration in seconds, notes left out: outside the 88 keys)."""
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise SpaceError("The uploaded MIDI file did not arrive: please upload it again.")
+    size = Path(path).stat().st_size
+    if size > MAX_MIDI_BYTES:
+        raise SpaceError(
+            f"{name!r} is {size / 2**20:.1f} MiB: too large for a MIDI file this Space plays "
+            f"(at most {MAX_MIDI_BYTES >> 20} MiB)."
+        )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            notes = apvg_hf.midi.read_midi(Path(path).read_bytes())  # bytes: no server path in messages
+    except Exception as err:  # noqa: BLE001  (read_midi raises ValueError; anything else is as unusable)
+        reason = "it could not be read"
+        if isinstance(
+            err, ValueError
+        ):  # e.g. "the MIDI data holds no notes (...)" -> "it holds no notes (...)"
+            reason = str(err).replace("the MIDI data ", "it ", 1).rstrip(": ")
+        raise SpaceError(
+            f"Cannot use {name!r}: {reason}. Upload a standard MIDI file (.mid, .midi) with piano notes."
+        ) from None
+    left_out = 0
+    for w in caught:
+        words = str(w.message).split("dropped ", 1)
+        if len(words) == 2 and words[1].split(" ", 1)[0].isdigit():
+            left_out += int(words[1].split(" ", 1)[0])
+    last = max(n["offset"] for n in notes)
+    duration = last + apvg_hf.midi.RELEASE_TAIL_S
+    if duration > max_seconds:
+        raise SpaceError(
+            f"The MIDI file lasts {duration:.1f} s (its last note ends at {last:.1f} s, and the video keeps "
+            f"{apvg_hf.midi.RELEASE_TAIL_S:g} s for the release); this Space takes at most "
+            f"{max_seconds:.0f} s (the 'Longest recording' setting). Cut it and try again."
+        )
+    return notes, float(duration), left_out
 
 
 def create_demo(
@@ -261,23 +312,39 @@ def create_demo(
     work.mkdir(parents=True, exist_ok=True)
     has_callback = "callback_on_chunk_end" in inspect.signature(pipe.__call__).parameters
     model_name = Path(model_path).name or str(model_path)
+    # A note-aware KHP transcribes audio (its notes come back, and can light the keys); an audio-only one
+    # plays what it hears, so only a MIDI file gives notes.
+    note_khp = getattr(getattr(pipe.khp, "config", None), "architecture", "audio") == "notes"
 
     def generate(
         audio: str | None,
+        midi: str | None,
         performer: str,
         video_size: int,
         layout: str,
         longest: float,
+        highlight_keys: bool,
         progress=gr.Progress(track_tqdm=not has_callback),  # noqa: B008  (gradio's way of asking for it)
     ):
-        """Audio file -> (mp4 of the performance with the audio, keypoints JSON, sync plot PNG, summary)."""
+        """Audio file or MIDI file -> (mp4 of the performance with its sound, keypoints JSON, sync plot PNG,
+        summary, the notes played as MIDI or None)."""
         t0 = time.perf_counter()
         try:
             longest = float(longest) if longest is not None else cap
         except (TypeError, ValueError):
             raise SpaceError(f"'Longest recording' must be a number of seconds, got {longest!r}") from None
         limit = min(max(longest, 1.0), cap)
-        duration = _check_audio(audio, limit)
+        if audio and midi:
+            raise SpaceError(
+                "Both a recording and a MIDI file were given: keep one of them (clear the other) and try "
+                "again."
+            )
+        notes, left_out = None, 0
+        if midi:
+            notes, duration, left_out = _check_midi(midi, limit)
+        else:
+            duration = _check_audio(audio, limit)  # no audio either: it says what to give
+        source = midi or audio
         if performer not in by_key:
             raise SpaceError(f"Unknown performer {performer!r}: choose one of {', '.join(by_key)}.")
         try:
@@ -289,13 +356,28 @@ def create_demo(
         if layout not in {v for _, v in LAYOUTS}:
             raise SpaceError(f"Layout must be one of {', '.join(v for _, v in LAYOUTS)}, got {layout!r}.")
 
+        # Lit keys need the notes (a MIDI file, or audio that this KHP transcribes) and a performer
+        # picture that knows where the keys are; otherwise the video is made without them, and says why.
+        reference = by_key[performer].reference
+        lit, keys_note = False, ""
+        if highlight_keys:
+            if notes is None and not note_khp:
+                keys_note = (
+                    "Keys not lit: this model hears the audio but does not transcribe it "
+                    "(upload the piece as a MIDI file to light them)."
+                )
+            elif getattr(reference, "keyboard_quads", None) is None:
+                keys_note = "Keys not lit: this performer's picture does not know where the keys are."
+            else:
+                lit = True
+
         _clean_old_outputs(work)
         out_dir = Path(tempfile.mkdtemp(prefix="req_", dir=work))
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(audio).stem)[:60] or "audio"
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(source).stem)[:60] or "music"
         video_path = out_dir / f"{stem}_performance.mp4"
         progress(0.0, desc="Preparing")
         kwargs = dict(
-            reference=by_key[performer].reference,
+            reference=reference,
             output_path=str(video_path),
             video_layout=layout,
             video_size=size,
@@ -303,6 +385,8 @@ def create_demo(
             output_type=None,  # frames go straight to the file: memory stays flat
             chunk_seconds=chunk_seconds_for(duration),
         )
+        if lit:
+            kwargs["highlight_keys"] = True
         if has_callback:
             kwargs["callback_on_chunk_end"] = lambda done, total: progress(
                 (done, total), desc="Generating", unit="chunks"
@@ -311,13 +395,13 @@ def create_demo(
         else:  # older library: follow its tqdm bar
             kwargs["show_progress"] = True
         try:
-            out = pipe(audio, **kwargs)
+            out = pipe(notes=notes, **kwargs) if notes is not None else pipe(audio, **kwargs)
         except (ValueError, FileNotFoundError) as err:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise SpaceError(str(err)) from None
         except RuntimeError as err:  # e.g. a decoder giving up half-way through a damaged file
             shutil.rmtree(out_dir, ignore_errors=True)
-            raise SpaceError(f"Could not process {Path(audio).name!r}: {err}") from None
+            raise SpaceError(f"Could not process {Path(source).name!r}: {err}") from None
         progress(1.0, desc="Plotting")
         keypoints = np.asarray(out.keypoints)
         T, fps = len(keypoints), float(out.fps)
@@ -325,7 +409,8 @@ def create_demo(
         kp_path.write_text(
             json.dumps(
                 {
-                    "source": Path(audio).name,
+                    "source": Path(source).name,
+                    "input": "midi" if midi else "audio",
                     "model": model_name,
                     "performer": performer,
                     "fps": fps,
@@ -339,12 +424,32 @@ def create_demo(
             )
         )
         plot_path, sync = sync_plot(keypoints, out.audio, out.sampling_rate, fps, out_dir / "sync.png")
+        played = getattr(out, "notes", None)  # the notes given, or those a note-aware KHP transcribed
+        notes_path = None
+        if played:  # none heard: nothing to download
+            notes_path = out_dir / f"{stem}_notes.mid"
+            notes_path.write_bytes(apvg_hf.midi.notes_to_midi(played, end_time=T / fps))
         took = time.perf_counter() - t0
+        what = f"a MIDI file ({len(notes)} notes)" if notes is not None else "audio"
         summary = (
-            f"**{T} frames** ({T / fps:.1f} s at {fps:g} fps) from {duration:.1f} s of audio in "
+            f"**{T} frames** ({T / fps:.1f} s at {fps:g} fps) from {duration:.1f} s of {what} in "
             f"**{took:.1f} s** ({(T / fps) / took:.2f}× real time). Sync: {sync}."
         )
-        return str(video_path), str(kp_path), str(plot_path), summary
+        if left_out:
+            summary += f" {left_out} note(s) outside the piano's 88 keys were left out."
+        if lit:
+            summary += " The keys that sound are lit."
+        elif keys_note:
+            summary += " " + keys_note
+        if played is not None and notes is None:
+            summary += f" Heard {len(played)} notes" + (" (download them below)." if played else ".")
+        return (
+            str(video_path),
+            str(kp_path),
+            str(plot_path),
+            summary,
+            (str(notes_path) if notes_path else None),
+        )
 
     theme = gr.themes.Soft(
         primary_hue="indigo",
@@ -352,9 +457,9 @@ def create_demo(
         font=["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"],
         font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
     )
-    examples = [
-        [str(EXAMPLES_DIR / f), p if p in by_key else "default"]
-        for f, _, p in EXAMPLES
+    examples = [  # [audio, MIDI]: one of the two, the other cleared
+        [None, str(EXAMPLES_DIR / f)] if f.endswith(MIDI_SUFFIXES) else [str(EXAMPLES_DIR / f), None]
+        for f, _, _ in EXAMPLES
         if (EXAMPLES_DIR / f).is_file()
     ]
     labels = [label for f, label, _ in EXAMPLES if (EXAMPLES_DIR / f).is_file()]
@@ -363,8 +468,9 @@ def create_demo(
         demo.theme_for_launch, demo.css_for_launch = theme, CSS
         gr.Markdown(
             "# apvg-hf · a pianist for your recording\n"
-            "Upload or record piano music and get a video of a virtual pianist playing it, in sync, with "
-            "your audio. Stage 1 predicts the performer's keypoints and a coarse picture from the sound; "
+            "Upload or record piano music (or upload a MIDI file) and get a video of a virtual pianist "
+            "playing it, in sync, with your audio (or the notes rendered as piano sound; the keys that sound "
+            "light up). Stage 1 predicts the performer's keypoints and a coarse picture from the sound; "
             "stage 2 paints the frames ([*Let's Play Music*, ICPR 2020](https://arxiv.org/abs/2011.02631), "
             f"independent implementation). On 2 CPU cores a 20 s recording takes about 20–60 s. Model: `{model_name}`.",
             elem_id="intro",
@@ -377,13 +483,20 @@ def create_demo(
                     label="Recording (upload or microphone)",
                     elem_id="audio-input",
                 )
+                midi = gr.File(
+                    file_types=list(MIDI_SUFFIXES),
+                    type="filepath",
+                    label="…or a MIDI file (.mid): the video shows exactly these notes",
+                    height=96,
+                    elem_id="midi-input",
+                )
                 gr.Examples(
                     examples=examples,
-                    inputs=[audio],
+                    inputs=[audio, midi],
                     example_labels=labels,
                     label="Examples: pieces the models never saw in training",
                     cache_examples=False,
-                    examples_per_page=3,
+                    examples_per_page=4,
                 )
                 gallery = gr.Gallery(
                     value=[(p.picture, p.label) for p in performers],
@@ -412,8 +525,15 @@ def create_demo(
                     value=cap,
                     step=5,
                     label="Longest recording (s)",
-                    info=f"Longer recordings are refused. This Space's cap: {cap:.0f} s.",
+                    info=f"Longer recordings (and MIDI files: last note + 1 s) are refused. "
+                    f"This Space's cap: {cap:.0f} s.",
                     elem_id="max-seconds",
+                )
+                highlight = gr.Checkbox(
+                    value=True,
+                    label="Light the keys that sound",
+                    info=KEYS_INFO_NOTES if note_khp else KEYS_INFO_AUDIO,
+                    elem_id="highlight-keys",
                 )
                 button = gr.Button("Generate", variant="primary", size="lg", elem_id="generate")
             with gr.Column(scale=6, min_width=360):
@@ -428,6 +548,9 @@ def create_demo(
                     elem_id="sync-plot",
                 )
                 keypoints = gr.File(label="Keypoints (JSON, normalised x/y per frame)", elem_id="keypoints")
+                notes_file = gr.File(
+                    label="The notes the performer plays (MIDI)", elem_id="notes-file", interactive=False
+                )
         gr.Markdown(
             "Examples: public-domain string-quartet movements reduced to two hands and rendered by the "
             "project's own virtual pianist and SoundFont; none is in a training split. Nothing you upload is "
@@ -442,22 +565,40 @@ def create_demo(
             keys = [p.key for p in performers]
             return gr.Gallery(selected_index=keys.index(key) if key in keys else None)
 
-        gallery.select(pick, None, performer, queue=False, api_visibility="private")
-        performer.input(show, performer, gallery, queue=False, api_visibility="private")
-        outputs = [video, keypoints, plot, summary]
-        button.click(
-            lambda: (None, None, None, ""), None, outputs, queue=False, api_visibility="private"
-        ).then(
+        def keys_possible(audio_value, midi_value):
+            """The checkbox is on when notes will be known (a MIDI file, or a KHP that transcribes);
+            with audio and an audio-only KHP it cannot light anything, and says so."""
+            if audio_value and not midi_value and not note_khp:
+                return gr.Checkbox(value=False, interactive=False, info=KEYS_INFO_AUDIO)
+            return gr.Checkbox(value=True, interactive=True)
+
+        private = dict(queue=False, api_visibility="private")
+        gallery.select(pick, None, performer, **private)
+        performer.input(show, performer, gallery, **private)
+        # One input at a time: a new upload (or recording) replaces the other kind.
+        midi.upload(lambda: None, None, audio, **private)
+        audio.upload(lambda: None, None, midi, **private)
+        audio.stop_recording(lambda: None, None, midi, **private)
+        audio.change(keys_possible, [audio, midi], highlight, **private)
+        midi.change(keys_possible, [audio, midi], highlight, **private)
+        outputs = [video, keypoints, plot, summary, notes_file]
+        button.click(lambda: (None, None, None, "", None), None, outputs, **private).then(
             generate,
-            [audio, performer, video_size, layout, longest],
+            [audio, midi, performer, video_size, layout, longest, highlight],
             outputs,
             api_name="generate",
-            api_description="Audio file -> performance video (mp4 with the audio), keypoints JSON, sync plot, summary.",
+            api_description=(
+                "Audio file or MIDI file (exactly one) -> performance video (mp4 with the sound), "
+                "keypoints JSON, sync plot, summary, the notes played (MIDI, or None when not known)."
+            ),
             concurrency_limit=int(_env_number("APVG_SPACE_CONCURRENCY", 1)),
         )
     demo.queue(max_size=int(_env_number("APVG_SPACE_MAX_QUEUE", 32)), default_concurrency_limit=1)
     return demo
 
+
+KEYS_INFO_AUDIO = "With a MIDI file (this model hears audio but does not transcribe it)."
+KEYS_INFO_NOTES = "From the MIDI file's notes, or the notes this model hears in the audio."
 
 CSS = """
 #intro h1 { margin-bottom: 0.2em; }
