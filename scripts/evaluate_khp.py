@@ -37,7 +37,6 @@ from apvg_hf.evaluation import (
     khp_predict,
 )
 from apvg_hf.evaluation.khp import reference_for
-from apvg_hf.training.khp import true_roll
 
 COLUMNS = [
     ("body", "mpjpe_px256", "body MPJPE px↓"),
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
     if notes_model:
         t = time.time()
         rows["KHP (true notes, as from MIDI, + reference)"] = evaluate_predictor(
-            lambda c: khp_predict(model, c.features, *reference_for(c, clips), piano_roll=true_roll(c)), clips
+            lambda c: khp_predict(model, c.features, *reference_for(c, clips), piano_roll=c.piano_roll()), clips
         )
         timings["KHP (true notes, as from MIDI, + reference)"] = time.time() - t
     t = time.time()
@@ -231,11 +230,11 @@ def main(argv: list[str] | None = None) -> dict:
             return kp
 
         t = time.time()
-        rows["transcribe then plan (KHP's notes -> the virtual pianist's planner)"] = evaluate_predictor(
+        rows["transcribe then plan (KHP's notes -> the data generator's planner; oracle camera and body)"] = evaluate_predictor(
             lambda c: plan(c, heard[id(c)]), clips
         )
         timings["transcribe then plan"] = time.time() - t
-        rows["plan from the true notes (the data generator's planner)"] = evaluate_predictor(
+        rows["plan from the true notes and hands (the data generator's planner; oracle camera and body)"] = evaluate_predictor(
             lambda c: plan(c, c.meta["notes"]), clips
         )
     rows["reference pose"] = evaluate_predictor(

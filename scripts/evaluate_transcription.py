@@ -34,10 +34,15 @@ from apvg_hf.evaluation.transcription import aggregate, basic_pitch_transcribe, 
 from apvg_hf.skeleton import INDEX
 
 
-def clip_notes(clip) -> list[dict]:
-    """The notes that start inside the clip (clip-relative seconds)."""
+def clip_notes(clip, tolerance: float = 0.05) -> list[dict]:
+    """The notes that start inside the clip (clip-relative seconds; within the onset tolerance before
+    it too, moved to 0, as a transcriber hears them), offsets cut at the clip's end."""
     T = clip.num_frames / clip.meta["fps"]
-    return [n for n in clip.meta["notes"] if 0 <= n["onset"] < T]
+    return [
+        {**n, "onset": max(n["onset"], 0.0), "offset": min(n["offset"], T)}
+        for n in clip.meta["notes"]
+        if -tolerance <= n["onset"] < T
+    ]
 
 
 def transcribe(model, extractor, wave, sr, fps) -> list[dict]:
@@ -98,10 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     shifts, noisy_est = [], []
     for c, w in zip(clips, sets["training SoundFonts"]):
         ref = reference_for(c, clips)
-        clean = khp_predict(model, c.features, *ref, fps=c.meta["fps"])
         noise = rng.standard_normal(len(w)).astype(np.float32) * 10 ** (args.noise_dbfs / 20)
-        feats = extractor(w + noise, sampling_rate=sr, fps=c.meta["fps"])["input_features"][0]
-        noisy = khp_predict(model, feats, *ref, fps=c.meta["fps"])
+        clean, noisy = (
+            khp_predict(model, extractor(x, sampling_rate=sr, fps=c.meta["fps"])["input_features"][0], *ref)
+            for x in (w, w + noise)
+        )
         shifts.append(np.linalg.norm(noisy["keypoints"] - clean["keypoints"], axis=-1).ravel() * 128)
         noisy_est.append(noisy["notes"])
     shifts = np.concatenate(shifts)

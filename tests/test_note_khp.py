@@ -150,3 +150,13 @@ def test_save_load_and_errors(tmp_path):
         tiny_khp_config(architecture="video")
     with pytest.raises(ValueError, match="no transcriber"):
         KHPModel(tiny_khp_config()).transcribe(torch.randn(10, 80))
+    with pytest.raises(ValueError, match=r"piano_roll must be \(T, 88, 3\)"):
+        model.predict(piano_roll=np.zeros((10, 88)))
+    with pytest.raises(ValueError, match="reference_keys must be the key-top quads"):
+        model.predict(piano_roll=roll, reference_keys=np.zeros((88, 8)))
+    with pytest.raises(ValueError, match="makes 32 per frame"):
+        model.predict(np.zeros((10, 80)))
+    with pytest.raises(ValueError, match="this one hears audio"):
+        KHPModel(tiny_khp_config()).predict(np.zeros((10, 80)), piano_roll=roll)
+    with pytest.raises(ValueError, match="transcribe first"):
+        model.forward_window(torch.zeros(1, 10, 32), 0, 5)

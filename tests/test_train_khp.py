@@ -154,3 +154,33 @@ def test_fine_tune_from_a_saved_model_on_several_datasets(tiny_dataset, tmp_path
     )
     a, b = load_file(first / "model.safetensors"), load_file(tuned / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the weights it started from, unchanged
+
+
+NOTES = [
+    "--model.architecture=notes",
+    "--model.transcriber_layers=1",
+    "--model.transcriber_channels=4",
+    "--model.key_context=3",
+    "--feature_extractor.feature_size=64",
+    "--feature_extractor.n_fft=512",
+    "--feature_extractor.floor_db=70",
+]
+
+
+def test_note_aware_khp_trains_resumes_exactly_and_evaluates(tiny_dataset, tmp_path):
+    """The "notes" architecture through the same trainer: augmented audio and noisy notes per window are
+    a function of (seed, step), so resuming is bit-identical; validation scores audio and true notes."""
+    common = ["--steps=3", "--eval_every=3", "--checkpoint_every=0", *NOTES]
+    straight = run(tiny_dataset[0], tmp_path / "a", *common)
+    model = KHPModel.from_pretrained(straight)
+    assert model.uses_notes and model.config.feature_size == 64
+    assert model.keyboard.null_quads.abs().sum() > 0  # the training set's mean keyboard layout
+    assert run(tiny_dataset[0], tmp_path / "b", *common, "--stop_after=2") is None
+    resumed = khp.main(
+        [f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'b'}", *TINY, *common, "--resume"]
+    )
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    logged = (tmp_path / "a" / "train_config.yaml").read_text()
+    assert "architecture: notes" in logged

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .piano_roll import HIGHEST_PITCH, LOWEST_PITCH  # A0 .. C8: the 88 keys
+from .piano_roll import note_field as _get
+
 RELEASE_TAIL_S = 1.0  # midirenderer stops at the last MIDI event: keep rendering this long for note releases
 PEAK_DBFS = -1.0
-LOWEST_PITCH, HIGHEST_PITCH = 21, 108  # A0 .. C8: the 88 keys
 DEFAULT_VELOCITY = 80
 # Named SoundFonts: the PyPI-only default, and Debian's General MIDI fonts where installed
 # (`apt-get install fluid-soundfont-gm csound-soundfont`). The default is always the
@@ -41,13 +43,6 @@ SOUNDFONTS = {
     "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "/usr/share/samples/sf_GMbank.sf2"),
 }
 DEFAULT_SOUNDFONT = "timgm6mb"
-
-
-def _get(note, name: str, default=None):
-    """A note's field, from a dict or an object (a `Note`)."""
-    if isinstance(note, dict):
-        return note.get(name, default)
-    return getattr(note, name, default)
 
 
 # --------------------------------------------------------------------------------------- reading MIDI
@@ -113,7 +108,8 @@ def read_midi(path_or_bytes: str | os.PathLike | bytes | bytearray) -> list[dict
 
 def check_notes(notes) -> list[dict]:
     """Validate a user's note list -> normalised note dicts {"pitch", "onset", "offset", "velocity"},
-    sorted by onset. Each entry is a dict or an object with `pitch` (int 0-127), `onset` >= 0,
+    sorted by onset; notes outside the 88 keys are dropped with a warning, as `read_midi` does. Each
+    entry is a dict or an object with `pitch` (int 0-127), `onset` >= 0,
     `offset` > onset (seconds, finite) and optionally `velocity` (1-127, default 80). Any problem is a
     ValueError (TypeError for the wrong kind of thing) naming the entry's index."""
     if isinstance(notes, str | bytes | dict) or not hasattr(notes, "__iter__"):
@@ -146,6 +142,16 @@ def check_notes(notes) -> list[dict]:
         out.append(
             {"pitch": int(pitch), "onset": float(onset), "offset": float(offset), "velocity": int(velocity)}
         )
+    outside = [n["pitch"] for n in out if not LOWEST_PITCH <= n["pitch"] <= HIGHEST_PITCH]
+    if outside:  # as read_midi does: a piano has 88 keys
+        warnings.warn(
+            f"dropped {len(outside)} notes outside the piano's 88 keys ({LOWEST_PITCH}-{HIGHEST_PITCH}): "
+            f"pitches {sorted(set(outside))}",
+            stacklevel=2,
+        )
+        out = [n for n in out if LOWEST_PITCH <= n["pitch"] <= HIGHEST_PITCH]
+        if not out:
+            raise ValueError("no note of the list is on the piano's 88 keys (MIDI pitches 21-108)")
     out.sort(key=lambda n: (n["onset"], n["pitch"]))
     return out
 

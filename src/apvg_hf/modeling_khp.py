@@ -1,5 +1,16 @@
 """KHP: audio features -> per-frame keypoints, visibility and a coarse frame (stage 1 of APVG).
 
+Two architectures (`KHPConfig.architecture`). "notes" hears the notes, then plays them:
+
+    input_features (B, T, F) -> KHPTranscriber -> note logits (B, T, 88, 3): onset, sustain, velocity
+      -> decoded into notes -> piano roll (B, T, 88, 3)   (or a piano roll given: MIDI, a note list)
+    piano roll + the keyboard's key quads in the reference frame (B, 88, 4, 2) -> KHPKeyboard:
+      a note embedding per frame (B, T, D) and per-key activity features
+      -> the trunk below (convolutions, reference, local-attention layers)
+      -> heads as below, except the ten fingertips: a soft choice of key each (its centre) + an offset
+
+"audio" (the first models) maps audio to motion directly:
+
     input_features (B, T, F)
       -> front end: LayerNorm, Linear, 2 x Conv1d (residual)            (B, T, D)
       + optional reference: keypoints (B, K, 2) and a frame (B, 3, s, s) of the performer in the
@@ -11,7 +22,8 @@
 
 The loss (when targets are given) combines masked coordinate L1, a heatmap-space term through the
 differentiable `keypoints_to_heatmaps`, bone-length consistency, velocity, visibility BCE and L1 on
-the coarse frames; the weights live in the config.
+the coarse frames, and for "notes" the transcription loss and the fingertip pointer's cross-entropy;
+the weights live in the config.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from transformers.utils import ModelOutput
 from .configuration_khp import KHPConfig
 from .heatmaps import heatmap_distance
 from .hub import model_card, push_object
-from .piano_roll import notes_to_roll, roll_to_notes
+from .piano_roll import NUM_KEYS, decode_roll, notes_to_roll, roll_to_notes
 from .skeleton import BONES, FINGERTIPS, HAND_INDICES
 
 _HAND = sorted(i for h in HAND_INDICES.values() for i in h)
@@ -211,9 +223,9 @@ class KHPTranscriber(nn.Module):
 
     Three 2D convolutions over (time, frequency) (a note is a pattern of harmonics at fixed
     frequency offsets, and an onset a change in time), frequency pooled by 4, projected per frame,
-    then `transcriber_layers` local-attention layers. No per-frame normalisation of the input: the
-    features are already relative to the recording's peak, and normalising each frame would lift
-    the noise floor of quiet frames into notes.
+    then `transcriber_layers` local-attention layers. No per-frame normalisation of the input:
+    normalising each frame would lift the noise floor of quiet frames into notes (the feature
+    extractor's `floor_db` floors it relative to the recording's loudest band instead).
     """
 
     def __init__(self, config: KHPConfig):
@@ -237,7 +249,7 @@ class KHPTranscriber(nn.Module):
 
     def forward(self, features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = features.shape
-        if attention_mask is not None:  # padded frames are silence to the convolutions
+        if attention_mask is not None:  # padded frames are zeros, like the convolutions' own padding
             features = features * attention_mask[..., None].to(features.dtype)
         x = self.convs(features[:, None])  # (B, 2c, T, F // 4)
         x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, -1))  # (B, T, D)
@@ -261,7 +273,7 @@ class KHPKeyboard(nn.Module):
         D, P, N = config.hidden_size, 32, config.num_keys
         self.pitch = nn.Embedding(N, D)
         self.geometry = nn.Sequential(nn.Linear(8, D), nn.GELU(), nn.Linear(D, D))
-        self.null_quads = nn.Parameter(torch.zeros(N, 4, 2))  # set_mean_keys: the training layout
+        self.register_buffer("null_quads", torch.zeros(N, 4, 2))  # set_mean_keys: the training layout
         self.channels = nn.Linear(D, 3 * D)
         self.activity = nn.Conv1d(3, P, 2 * config.key_context + 1, padding=config.key_context)
         self.key_proj = nn.Linear(D, P)
@@ -320,8 +332,6 @@ class KHPPreTrainedModel(PreTrainedModel):
             init.zeros_(module.relative_bias)
         elif isinstance(module, KHPCoarseDecoder):
             init.zeros_(module.null_base)
-        elif isinstance(module, KHPKeyboard):
-            init.zeros_(module.null_quads)
         elif isinstance(module, KHPReferenceEncoder):
             init.zeros_(module.null_keypoints)
             if module.frame is not None:
@@ -453,8 +463,7 @@ class KHPModel(KHPPreTrainedModel):
             coarse_frame_indices: (N,) frame indices: decode (and score) coarse frames only there,
                 to save compute in training.
             piano_roll: "notes" models: (B, T, 88, 3) the notes to play (`apvg_hf.piano_roll`). Without
-                it, the transcription of `input_features` is played, decoded frame by frame (onset
-                peaks and sustain above the thresholds; `predict` decodes whole notes instead).
+                it, the notes transcribed from `input_features` are played (`decode_notes`).
             reference_keys: "notes" models: (B, 88, 4, 2) the key-top quads in the reference frame.
             target_piano_roll: "notes" models: (B, T, 88, 3) the true notes: the transcription loss.
         """
@@ -467,8 +476,12 @@ class KHPModel(KHPPreTrainedModel):
             if piano_roll is None:
                 if note_logits is None:
                     raise ValueError("a 'notes' KHP needs input_features or a piano_roll")
-                piano_roll = self.frame_notes(note_logits)
+                piano_roll = self.decode_notes(note_logits)
             B, T = piano_roll.shape[:2]
+            if note_logits is not None and note_logits.shape[1] != T:
+                raise ValueError(f"input_features has {note_logits.shape[1]} frames, piano_roll {T}")
+            if attention_mask is not None:  # padded frames play nothing
+                piano_roll = piano_roll * attention_mask[:, :, None, None].to(piano_roll.dtype)
             quads = self.keyboard.quads(B, reference_keys, reference_mask)  # (B, 88, 4, 2)
             notes, keys, activity = self.keyboard(piano_roll, quads)
             h = self.trunk(notes, attention_mask, *refs)
@@ -535,17 +548,13 @@ class KHPModel(KHPPreTrainedModel):
         )
         return out if return_dict else out.to_tuple()
 
-    def frame_notes(self, note_logits: torch.Tensor) -> torch.Tensor:
-        """(B, T, 88, 3) logits -> a 0/1 piano roll frame by frame (velocity kept): onsets where the
-        onset probability peaks above `onset_threshold`, sustain above `frame_threshold`."""
-        p = torch.sigmoid(note_logits.detach().float())
-        on = p[..., 0]
-        edge = torch.full_like(on[:, :1], -1.0)
-        prev, nxt = torch.cat([edge, on[:, :-1]], 1), torch.cat([on[:, 1:], edge], 1)
-        onset = (on >= self.config.onset_threshold) & (on > prev) & (on >= nxt)
-        sustain = (p[..., 1] >= self.config.frame_threshold) | onset
-        roll = torch.stack([onset.float(), sustain.float(), p[..., 2] * sustain], -1)
-        return roll.to(note_logits.dtype)
+    def decode_notes(self, note_logits: torch.Tensor) -> torch.Tensor:
+        """(B, T, 88, 3) transcription logits -> the piano roll (B, T, 88, 3) of the notes they decode to
+        (`apvg_hf.piano_roll.decode_roll` with the config's thresholds): what the decoder plays."""
+        c = self.config
+        probs = torch.sigmoid(note_logits.detach().float()).cpu().numpy()
+        rolls = [decode_roll(p, 1.0, c.onset_threshold, c.frame_threshold) for p in probs]
+        return torch.from_numpy(np.stack(rolls)).to(note_logits.device, note_logits.dtype)
 
     def push_to_hub(self, repo_id: str, feature_extractor=None, **kwargs) -> str:
         """Upload with a generated model card, and the feature extractor if given (see
@@ -561,6 +570,11 @@ class KHPModel(KHPPreTrainedModel):
         `piano_roll` (B, T, 88, 3)), computed from that window plus `config.receptive_field` frames of
         context each side: exactly the one-pass values, so long inputs run chunk by chunk. `kwargs`
         are the reference inputs of `forward`."""
+        if self.uses_notes and piano_roll is None:
+            raise ValueError(
+                "a 'notes' KHP runs windows of a piano roll: transcribe first (`transcribe`, or `iter_predict` / "
+                "`predict`, which do both)"
+            )
         seq = piano_roll if piano_roll is not None else input_features
         T, ctx = seq.shape[1], self.config.receptive_field
         lo, hi = max(0, start - ctx), min(T, end + ctx)
@@ -584,6 +598,7 @@ class KHPModel(KHPPreTrainedModel):
         context each side (exactly the one-pass values); float32 on the CPU."""
         if not self.uses_notes:
             raise ValueError("this KHP has no transcriber (architecture='audio')")
+        self._check_inputs(input_features, None, None)
         self.eval()
         x = self._as_batch(input_features, 3)
         T, ctx = x.shape[1], self.config.transcriber_receptive_field
@@ -624,6 +639,7 @@ class KHPModel(KHPPreTrainedModel):
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
         self.eval()
         notes = None
+        self._check_inputs(input_features, piano_roll, reference_keys)
         if self.uses_notes:
             if piano_roll is None:
                 if input_features is None:
@@ -706,6 +722,33 @@ class KHPModel(KHPPreTrainedModel):
             coarse_frames=cat("coarse_frames"),
             notes=parts[0].notes,
         )
+
+    def _check_inputs(self, input_features, piano_roll, reference_keys) -> None:
+        """Clear errors for inputs of the wrong shape or for the wrong architecture."""
+        F_ = self.config.feature_size
+        if input_features is not None:
+            shape = tuple(np.shape(input_features))
+            if len(shape) not in (2, 3) or shape[-1] != F_:
+                raise ValueError(
+                    f"input_features must be (T, {F_}) or (B, T, {F_}) (this KHP's feature extractor makes {F_} "
+                    f"per frame), got shape {shape}"
+                )
+        if not self.uses_notes:
+            if piano_roll is not None or reference_keys is not None:
+                raise ValueError("piano_roll / reference_keys are for 'notes' KHPs; this one hears audio")
+            return
+        if piano_roll is not None:
+            shape = tuple(np.shape(piano_roll))
+            if len(shape) not in (3, 4) or shape[-2:] != (NUM_KEYS, 3):
+                raise ValueError(
+                    f"piano_roll must be (T, {NUM_KEYS}, 3) or (B, T, {NUM_KEYS}, 3), got shape {shape}"
+                )
+        if reference_keys is not None:
+            shape = tuple(np.shape(reference_keys))
+            if len(shape) not in (3, 4) or shape[-3:] != (NUM_KEYS, 4, 2):
+                raise ValueError(
+                    f"reference_keys must be the key-top quads, ({NUM_KEYS}, 4, 2) or (B, {NUM_KEYS}, 4, 2), got shape {shape}"
+                )
 
     def _as_batch(self, x, ndim: int) -> torch.Tensor:
         """An array or tensor -> a tensor on the model's device and dtype with a leading batch axis."""

@@ -25,13 +25,33 @@ import numpy as np
 
 NUM_KEYS = 88
 LOWEST_PITCH = 21  # A0
+HIGHEST_PITCH = LOWEST_PITCH + NUM_KEYS - 1  # C8
 CHANNELS = ("onset", "sustain", "velocity")
 
 
-def _get(note, name: str, default=None):
+def note_field(note, name: str, default=None):
+    """A field of a note given as a dict or as an object with attributes."""
     if isinstance(note, dict):
         return note.get(name, default)
     return getattr(note, name, default)
+
+
+def _frames(note, fps: float) -> tuple[int, int, int]:
+    """(key index, first frame, end frame) of a note: [round(onset * fps), max(round(offset * fps), +1))."""
+    k = int(note_field(note, "pitch")) - LOWEST_PITCH
+    f0 = int(round(float(note_field(note, "onset")) * fps))
+    return k, f0, max(int(round(float(note_field(note, "offset")) * fps)), f0 + 1)
+
+
+def sounding(notes: Iterable, num_frames: int, fps: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Which keys sound at each frame: (num_frames, 88) bool, the roll's sustain channel without the
+    roll; `out`: an array to paint the notes into (for notes that arrive in parts)."""
+    out = np.zeros((num_frames, NUM_KEYS), bool) if out is None else out
+    for n in notes:
+        k, f0, f1 = _frames(n, fps)
+        if 0 <= k < NUM_KEYS:
+            out[max(f0, 0) : max(min(f1, len(out)), 0), k] = True
+    return out
 
 
 def notes_to_roll(notes: Iterable, num_frames: int, fps: float) -> np.ndarray:
@@ -39,12 +59,10 @@ def notes_to_roll(notes: Iterable, num_frames: int, fps: float) -> np.ndarray:
     frame 0 (negative onsets) sound from frame 0 without an onset."""
     roll = np.zeros((num_frames, NUM_KEYS, 3), dtype=np.float32)
     for n in notes:
-        k = int(_get(n, "pitch")) - LOWEST_PITCH
+        k, f0, f1 = _frames(n, fps)
         if not 0 <= k < NUM_KEYS:
             continue
-        f0 = int(round(float(_get(n, "onset")) * fps))
-        f1 = max(int(round(float(_get(n, "offset")) * fps)), f0 + 1)
-        velocity = float(_get(n, "velocity", 80) or 80) / 127.0
+        velocity = float(note_field(n, "velocity", 80) or 80) / 127.0
         a, b = max(f0, 0), min(f1, num_frames)
         if a < b:
             roll[a:b, k, 1] = 1.0
@@ -52,6 +70,15 @@ def notes_to_roll(notes: Iterable, num_frames: int, fps: float) -> np.ndarray:
         if 0 <= f0 < num_frames:
             roll[f0, k, 0] = 1.0
     return roll
+
+
+def decode_roll(
+    probabilities: np.ndarray, fps: float, onset_threshold: float = 0.5, frame_threshold: float = 0.5
+) -> np.ndarray:
+    """Transcription probabilities (T, 88, 3) -> the piano roll of the notes they decode to: what a
+    note-aware KHP plays when it hears audio (`roll_to_notes`, then `notes_to_roll`)."""
+    notes = roll_to_notes(probabilities, fps, onset_threshold, frame_threshold)
+    return notes_to_roll(notes, len(probabilities), fps)
 
 
 def roll_to_notes(

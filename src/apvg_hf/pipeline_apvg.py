@@ -38,7 +38,7 @@ from .hub import model_card, push_object
 from .midi import RELEASE_TAIL_S, check_notes, read_midi, render_notes
 from .modeling_khp import KHPModel
 from .modeling_stu import STUModel
-from .piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll
+from .piano_roll import LOWEST_PITCH, notes_to_roll, sounding
 from .reference import AppearanceReference
 from .video_io import VideoWriter, audio_duration, check_output_path, load_audio, to_float_waveform, to_mono
 
@@ -205,17 +205,8 @@ def compose_frames(
 
 
 def sounding_keys(notes, num_frames: int, fps: float, out: np.ndarray | None = None) -> np.ndarray:
-    """Which of the 88 keys sound at each frame: (num_frames, 88) bool, the sustain channel of
-    `notes_to_roll` (frames [round(onset * fps), max(round(offset * fps), that + 1))) without building
-    the roll. `out`: an array to paint the notes into (for notes that arrive chunk by chunk)."""
-    out = np.zeros((num_frames, NUM_KEYS), bool) if out is None else out
-    for n in notes:
-        k = int(n["pitch"]) - LOWEST_PITCH
-        if 0 <= k < NUM_KEYS:
-            f0 = int(round(float(n["onset"]) * fps))
-            f1 = max(int(round(float(n["offset"]) * fps)), f0 + 1)
-            out[max(f0, 0) : max(min(f1, len(out)), 0), k] = True
-    return out
+    """Which of the 88 keys sound at each frame: (num_frames, 88) bool (`apvg_hf.piano_roll.sounding`)."""
+    return sounding(notes, num_frames, fps, out)
 
 
 class _Stopwatch:

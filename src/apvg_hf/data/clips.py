@@ -37,6 +37,12 @@ class Clip:
     meta: dict  # piece_id, fps, notes, keyboard_quads, keyboard_pitches, sampling_rate, ...
     audio: np.ndarray | None = None  # (N,) int16 waveform at meta["sampling_rate"] (for augmentation)
 
+    def piano_roll(self) -> np.ndarray:
+        """The clip's notes as a (T, 88, 3) piano roll (`apvg_hf.piano_roll.notes_to_roll`)."""
+        from ..piano_roll import notes_to_roll
+
+        return notes_to_roll(self.meta["notes"], self.num_frames, self.meta["fps"])
+
     def waveform(self) -> np.ndarray:
         """The clip's audio as (N,) float32 in [-1, 1]."""
         return np.asarray(self.audio, dtype=np.float32) / 32768.0

@@ -157,24 +157,22 @@ class WindowSampler:
         return out
 
     def notes_window(self, clip, start: int, n: int, rng: np.random.Generator):
-        """Frames [start, start + n) of a clip for a "notes" model: features of its (augmented) audio
-        (n, F), the notes to play with mistakes (n, 88, 3), and the true notes (n, 88, 3)."""
+        """Frames [start, start + n) of a clip for a "notes" model: features (n, F) of the clip's
+        (augmented) audio, the notes to play with mistakes (n, 88, 3), and the true notes (n, 88, 3).
+
+        The whole clip is augmented and featurised, then the window cut out, exactly as inference sees
+        a recording (the feature floor is relative to the whole input's loudest band; rows at the
+        window's edges have their audio context); the rolls are cut from the clip's rolls likewise."""
         from ..data.augment import augment_audio
 
         fps, sr = clip.meta["fps"], clip.meta["sampling_rate"]
-        a0, a1 = int(round(start * sr / fps)), int(round((start + n) * sr / fps))
-        wave = clip.waveform()[a0:a1]
+        wave = clip.waveform()
         if self.augment_audio:
             wave = augment_audio(wave, sr, rng)
-        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps)["input_features"][0][:n]
+        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps)["input_features"][0][start : start + n]
         feats = np.pad(feats, ((0, n - len(feats)), (0, 0)), mode="edge")
-        t0 = start / fps
-        notes = [
-            {**m, "onset": m["onset"] - t0, "offset": m["offset"] - t0}
-            for m in clip.meta["notes"]
-            if m["offset"] > t0 and m["onset"] < t0 + n / fps
-        ]
-        true_roll = notes_to_roll(notes, n, fps)
+        notes = clip.meta["notes"]
+        true_roll = clip.piano_roll()[start : start + n]
         if self.note_noise:
             played = []
             for m in notes:
@@ -189,7 +187,7 @@ class WindowSampler:
                 if u[2] < self.note_noise:  # a wrong neighbour key as well
                     wrong = int(np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), 21, 21 + NUM_KEYS - 1))
                     played.append({**m, "pitch": wrong, "offset": m["onset"] + 0.1})
-            roll = notes_to_roll(played, n, fps)
+            roll = notes_to_roll(played, clip.num_frames, fps)[start : start + n]
         else:
             roll = true_roll
         return feats.astype(np.float32), roll, true_roll
@@ -206,11 +204,6 @@ def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
     if "coarse_l1" in result:
         out[f"{prefix}coarse_l1"] = result["coarse_l1"]
     return out
-
-
-def true_roll(clip) -> np.ndarray:
-    """A clip's notes as a (T, 88, 3) piano roll."""
-    return notes_to_roll(clip.meta["notes"], clip.num_frames, clip.meta["fps"])
 
 
 def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
@@ -291,7 +284,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
             if notes:  # the true notes in: the motion decoder alone
                 from_notes = evaluate_predictor(
                     lambda c: khp_predict(
-                        net, c.features, *reference_for(c, val), piano_roll=true_roll(c), fps=c.meta["fps"]
+                        net, c.features, *reference_for(c, val), piano_roll=c.piano_roll(), fps=c.meta["fps"]
                     ),
                     val,
                 )
