@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
     if notes_model:
         t = time.time()
         rows["KHP (true notes, as from MIDI, + reference)"] = evaluate_predictor(
-            lambda c: khp_predict(model, c.features, *reference_for(c, clips), piano_roll=c.piano_roll()), clips
+            lambda c: khp_predict(model, c.features, *reference_for(c, clips), piano_roll=c.piano_roll()),
+            clips,
         )
         timings["KHP (true notes, as from MIDI, + reference)"] = time.time() - t
     t = time.time()
@@ -230,12 +231,12 @@ def main(argv: list[str] | None = None) -> dict:
             return kp
 
         t = time.time()
-        rows["transcribe then plan (KHP's notes -> the data generator's planner; oracle camera and body)"] = evaluate_predictor(
-            lambda c: plan(c, heard[id(c)]), clips
+        rows["transcribe then plan (KHP's notes -> the data generator's planner; oracle camera and body)"] = (
+            evaluate_predictor(lambda c: plan(c, heard[id(c)]), clips)
         )
         timings["transcribe then plan"] = time.time() - t
-        rows["plan from the true notes and hands (the data generator's planner; oracle camera and body)"] = evaluate_predictor(
-            lambda c: plan(c, c.meta["notes"]), clips
+        rows["plan from the true notes and hands (the data generator's planner; oracle camera and body)"] = (
+            evaluate_predictor(lambda c: plan(c, c.meta["notes"]), clips)
         )
     rows["reference pose"] = evaluate_predictor(
         lambda c: np.repeat(reference_for(c, clips)[0][None], c.num_frames, 0), clips

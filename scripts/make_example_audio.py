@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--soundfont", help="a .sf2 file (default: as the dataset, see find_soundfont)")
     ap.add_argument(
-        "--midi", action="store_true", help="also write the notes played as a standard MIDI file (<output>.mid)"
+        "--midi",
+        action="store_true",
+        help="also write the notes played as a standard MIDI file (<output>.mid)",
     )
     args = ap.parse_args(argv)
     if args.seconds <= 1.0:
