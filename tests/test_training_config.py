@@ -146,7 +146,7 @@ def test_makefile_ablations_parse():
 def test_command_line_config_and_resume(tmp_path):
     recipe = RECIPES / "khp.yaml"
     cfg, args = parse_args(TrainKHPConfig, ["--config", str(recipe), "--steps=10", "--resume"], None)
-    assert cfg.steps == 10 and cfg.model.hidden_size == 256 and args.resume == "latest"
+    assert cfg.steps == 10 and cfg.model.hidden_size == 192 and args.resume == "latest"
     cfg, args = parse_args(
         TrainKHPConfig, [f"--config_path={recipe}", "--resume", "runs/x/step-000004"], None
     )
