@@ -18,6 +18,7 @@ import soundfile as sf
 from apvg_hf.video_io import probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ROOT / "pipelines" / "apvg-virtual-pianist"
 pytestmark = pytest.mark.slow
 
 THREE_LINES = """\
@@ -56,7 +57,15 @@ def test_wheel_in_a_fresh_venv_runs_the_three_lines_offline(tmp_path):
             shutil.copy2(ROOT / f, src / f)
     run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(tmp_path / "dist"), "."], src)
     (wheel,) = (tmp_path / "dist").glob("apvg_hf-*.whl")
-    assert wheel.stat().st_size > 20 * 2**20  # it carries the default pipeline's weights
+    import zipfile
+
+    weights = {  # it carries the default pipeline's weights, byte for byte
+        f"apvg_hf/default_pipeline/{p.relative_to(PIPELINE).as_posix()}": p.stat().st_size
+        for p in PIPELINE.rglob("*.safetensors")
+    }
+    with zipfile.ZipFile(wheel) as z:
+        packed = {i.filename: i.file_size for i in z.infolist()}
+    assert weights and all(packed.get(name) == size for name, size in weights.items()), weights
 
     # 2. A fresh venv outside the repository: the wheel and its runtime dependencies, at the lock's versions.
     venv = tmp_path / "venv"
