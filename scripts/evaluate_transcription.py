@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     sets = {"training SoundFonts": [c.waveform() for c in clips]}
     sets[f"held-out SoundFont ({args.heldout_soundfont})"] = [
         render_notes(
-            _notes(clip_notes(c)),
+            clip_notes(c),
             sampling_rate=sr,
             soundfont=args.heldout_soundfont,
             duration=c.num_frames / c.meta["fps"],
@@ -145,15 +145,6 @@ def main(argv: list[str] | None = None) -> dict:
     args.output.with_suffix(".md").write_text(md)
     print(md)
     return result
-
-
-def _notes(notes: list[dict]):
-    from apvg_hf.data.notes import Note
-
-    return [
-        Note(int(n["pitch"]), float(n["onset"]), float(n["offset"]), velocity=int(n["velocity"]))
-        for n in notes
-    ]
 
 
 def markdown(result: dict) -> str:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from ..data.notes import Note
 from ..data.pianist import PianistConfig, plan_performance, synthesize_motion
 from ..data.render import APPEARANCES, compute_visibility
 from ..data.scene import Camera
+from ..piano_roll import note_field
 
 
 def mfcc(features: np.ndarray, n: int = 13) -> np.ndarray:
@@ -190,7 +192,7 @@ class LSTMBaseline(nn.Module):
 
 def _as_note(n) -> Note:
     """A note dict (pitch, onset, offset, velocity?, hand?) or object -> `Note` (finger left to the planner)."""
-    get = n.get if isinstance(n, dict) else lambda key: getattr(n, key, None)
+    get = partial(note_field, n)
     velocity, hand = get("velocity"), get("hand")
     return Note(
         pitch=int(get("pitch")),
