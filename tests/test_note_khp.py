@@ -116,6 +116,70 @@ def test_fingertips_point_at_keys():
     assert torch.allclose(shifted.keypoints[0, :, TIPS, 1], tips[..., 1] - 0.2, atol=1e-5)
 
 
+def test_key_contact_rule():
+    """Of the fingertips pointing at a struck key, the surest touches it, for `frames` frames from the
+    onset while the key sounds; keys not struck are not touched."""
+    model = notes_model()
+    T, n = 12, 3
+    roll = torch.zeros(1, T, NUM_KEYS, 3)
+    roll[0, 2, 40, 0] = 1
+    roll[0, 2:4, 40, 1] = 1  # a short note: sounds 2 frames only
+    roll[0, 5, 50, 0] = 1
+    roll[0, 5:11, 50, 1] = 1
+    logits = torch.zeros(1, T, 10, NUM_KEYS)
+    logits[..., 0, 40], logits[..., 1, 40] = 3.0, 5.0  # fingers 0 and 1 on key 40, finger 1 surer
+    logits[..., 2, 50], logits[..., 3, 60] = 4.0, 4.0  # finger 2 on key 50; finger 3 on an unplayed key
+    touch = model.keyboard.contact(logits, roll, n)  # (B, T, 10, 88)
+    expected = torch.zeros_like(touch)
+    expected[0, 2:4, 1, 40] = 1  # the surer finger, while the note sounds (2 < n frames)
+    expected[0, 5 : 5 + n, 2, 50] = 1
+    assert torch.equal(touch, expected)
+
+
+def test_key_contact_in_the_model():
+    """With key contact, the touching fingertips sit exactly on their keys' press points and the others
+    are the free model's; chunked inference stays exact."""
+    n = 4
+    free = notes_model()
+    model = notes_model(key_contact_frames=n)
+    keys = keyboard()
+    roll = notes_to_roll(NOTES, 40, 30)
+    seen = {}
+    fingertips = model.keyboard.fingertips
+
+    def spy(*args, **kwargs):
+        tips, logits = fingertips(*args, **kwargs)
+        seen["logits"] = logits
+        return tips, logits
+
+    model.keyboard.fingertips = spy
+    out = model.predict(piano_roll=roll, reference_keys=keys[0])
+    tips = out.keypoints[0, :, TIPS]  # (T, 10, 2)
+    touch = model.keyboard.contact(seen["logits"], torch.from_numpy(roll)[None], n)[0]  # (T, 10, 88)
+    assert touch.sum() > 0
+    press = model.keyboard.press_points(keys)[0]  # (88, 2)
+    on = touch.sum(-1) > 0  # (T, 10)
+    assert torch.allclose(tips[on], (touch @ press)[on], atol=1e-6)
+    base = free.predict(piano_roll=roll, reference_keys=keys[0]).keypoints[0, :, TIPS]
+    assert torch.allclose(tips[~on], base[~on], atol=1e-6)
+    parts = model.predict(piano_roll=roll, reference_keys=keys[0], chunk_frames=7)
+    assert torch.allclose(out.keypoints, parts.keypoints, atol=1e-6)
+    with pytest.raises(ValueError, match="key_contact_frames"):
+        tiny_khp_config(architecture="notes", key_contact_frames=-1)
+
+
+def test_press_points_are_the_virtual_pianists():
+    """The model's press points (from `press_depth`) are where the virtual pianist presses each key."""
+    from apvg_hf.data.scene import ALL_PITCHES, Camera, keyboard_quads
+    from apvg_hf.evaluation.keypress import press_points
+
+    model = notes_model()
+    quads, pitches = keyboard_quads(Camera()), ALL_PITCHES
+    assert len(pitches) == NUM_KEYS and pitches[0] == LOWEST_PITCH
+    mine = model.keyboard.press_points(torch.as_tensor(quads, dtype=torch.float32)[None])[0]
+    assert np.allclose(mine.numpy(), press_points(quads, pitches), atol=1e-5)
+
+
 def test_chunked_inference_is_exact_and_notes_come_back():
     model = notes_model()
     T = 70

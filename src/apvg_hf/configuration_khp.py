@@ -42,6 +42,12 @@ class KHPConfig(PretrainedConfig):
             channels of its 2D convolutions over (time, frequency).
         key_context: frames of piano roll each way the fingertip pointer sees per key (anticipation).
         tip_offset_scale: the largest fingertip offset from its key's centre, in image units.
+        key_contact_frames: key contact (0: off). For this many frames from a note's onset, the
+            fingertip that points at the struck key most surely sits on the key's press point: a
+            struck key has a finger on it. The pointer picks the finger; the keyboard's geometry
+            says where. Chosen on the validation split (4 for the virtual pianist).
+        press_depth: where on a key top a fingertip presses, as fractions of the way from the key's
+            front edge to its back (white keys, black keys).
         onset_threshold, frame_threshold: decoding the transcriber's probabilities into notes.
         loss_transcription: weight of the transcription loss (onset and sustain BCE, velocity MSE).
         loss_pointer: weight of the fingertip pointer's cross-entropy against the key under each true
@@ -86,6 +92,8 @@ class KHPConfig(PretrainedConfig):
         transcriber_channels: int = 16,
         key_context: int = 8,
         tip_offset_scale: float = 0.05,
+        key_contact_frames: int = 0,
+        press_depth: tuple[float, float] | list[float] = (0.2333, 0.65),
         onset_threshold: float = 0.5,
         frame_threshold: float = 0.5,
         loss_transcription: float = 1.0,
@@ -129,6 +137,12 @@ class KHPConfig(PretrainedConfig):
         self.transcriber_channels = transcriber_channels
         self.key_context = key_context
         self.tip_offset_scale = tip_offset_scale
+        if key_contact_frames < 0:
+            raise ValueError(f"key_contact_frames must be >= 0, got {key_contact_frames}")
+        if len(press_depth) != 2 or not all(0.0 <= float(v) <= 1.0 for v in press_depth):
+            raise ValueError(f"press_depth must be two fractions in [0, 1] (white, black), got {press_depth}")
+        self.key_contact_frames = int(key_contact_frames)
+        self.press_depth = [float(v) for v in press_depth]
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold
         self.loss_transcription = loss_transcription
@@ -139,7 +153,7 @@ class KHPConfig(PretrainedConfig):
     def receptive_field(self) -> int:
         """Frames of context each way that can influence one output frame (of the motion decoder, for
         "notes": its input is the piano roll)."""
-        extra = self.key_context if self.architecture == "notes" else 0
+        extra = max(self.key_context, self.key_contact_frames) if self.architecture == "notes" else 0
         return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2) + extra
 
     @property

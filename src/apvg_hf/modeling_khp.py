@@ -43,7 +43,7 @@ from transformers.utils import ModelOutput
 from .configuration_khp import KHPConfig
 from .heatmaps import heatmap_distance
 from .hub import model_card, push_object
-from .piano_roll import NUM_KEYS, decode_roll, notes_to_roll, roll_to_notes
+from .piano_roll import LOWEST_PITCH, NUM_KEYS, decode_roll, is_black_key, notes_to_roll, roll_to_notes
 from .skeleton import BONES, FINGERTIPS, HAND_INDICES
 
 _HAND = sorted(i for h in HAND_INDICES.values() for i in h)
@@ -265,7 +265,9 @@ class KHPKeyboard(nn.Module):
     (B, T, 88, 3) becomes a per-frame note embedding (B, T, D) (the sum of the embeddings of the
     sounding keys, per roll channel), and per-key activity features (B, T, 88, P) from a temporal
     convolution over ±`key_context` frames of each key's roll (what sounds, and what comes next).
-    The fingertip pointer scores each fingertip against each key with them.
+    The fingertip pointer scores each fingertip against each key with them; with key contact
+    (`config.key_contact_frames`), the finger that points most surely at a key just struck sits on
+    the key's press point.
     """
 
     def __init__(self, config: KHPConfig):
@@ -280,6 +282,9 @@ class KHPKeyboard(nn.Module):
         self.tip_query = nn.Linear(D, len(_TIPS) * P)
         self.tip_offset = nn.Linear(D, len(_TIPS) * 2)
         self.pointer_dim = P
+        white, black = config.press_depth
+        # (88,) front -> back fraction per key; a plain list, not a buffer (nothing to load or init)
+        self.press_depth = [black if N == NUM_KEYS and is_black_key(LOWEST_PITCH + i) else white for i in range(N)]
 
     def quads(
         self, batch_size: int, reference_keys: torch.Tensor | None, reference_mask: torch.Tensor | None
@@ -303,12 +308,43 @@ class KHPKeyboard(nn.Module):
         activity = self.activity(roll).view(B, N, self.pointer_dim, T).permute(0, 3, 1, 2)  # (B, T, 88, P)
         return notes, keys, activity
 
+    def press_points(self, quads: torch.Tensor) -> torch.Tensor:
+        """(B, 88, 4, 2) key-top quads (front-left, front-right, back-right, back-left) -> (B, 88, 2):
+        where a fingertip presses each key, `press_depth` of the way from its front edge to its back."""
+        front, back = (quads[:, :, 0] + quads[:, :, 1]) / 2, (quads[:, :, 2] + quads[:, :, 3]) / 2
+        depth = torch.tensor(self.press_depth, dtype=quads.dtype, device=quads.device)
+        return front + (back - front) * depth[None, :, None]
+
+    def contact(self, logits: torch.Tensor, piano_roll: torch.Tensor, frames: int) -> torch.Tensor:
+        """Which fingertip sits on which key: (B, T, 10, 88) in {0, 1}.
+
+        A key is *struck* from its onset for `frames` frames while it sounds. Each fingertip
+        points at its most likely key; of the fingertips pointing at a struck key, the surest one
+        touches it (one finger a key)."""
+        B, T, F_, N = logits.shape
+        onset, sounding = piano_roll[..., 0].to(logits.dtype), piano_roll[..., 1].to(logits.dtype)  # (B, T, 88)
+        padded = F.pad(onset.transpose(1, 2), (frames - 1, 0))  # (B, 88, T + frames - 1)
+        struck = F.max_pool1d(padded, frames, stride=1).transpose(1, 2) * sounding  # (B, T, 88)
+        prob = torch.softmax(logits, dim=-1)
+        chosen = F.one_hot(prob.argmax(-1), N).to(prob.dtype)  # (B, T, 10, 88)
+        score = torch.where(chosen.bool(), prob, torch.full_like(prob, -1.0))
+        surest = (score == score.amax(dim=2, keepdim=True)) & chosen.bool()  # one fingertip per key
+        return surest.to(prob.dtype) * struck[:, :, None]
+
     def fingertips(
-        self, h: torch.Tensor, keys: torch.Tensor, activity: torch.Tensor, quads: torch.Tensor, scale: float
+        self,
+        h: torch.Tensor,
+        keys: torch.Tensor,
+        activity: torch.Tensor,
+        quads: torch.Tensor,
+        scale: float,
+        piano_roll: torch.Tensor | None = None,
+        contact_frames: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
-        fingertip (its centre in the image) plus an offset of at most `scale`; and the choice's
-        logits (B, T, 10, 88)."""
+        fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
+        (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point;
+        and the choice's logits (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
         q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
@@ -316,7 +352,12 @@ class KHPKeyboard(nn.Module):
         logits = torch.einsum("btfp,btkp->btfk", q, k) / math.sqrt(P)
         centres = quads.mean(2).to(h.dtype)  # (B, 88, 2)
         at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
-        return at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2)), logits
+        tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
+        if contact_frames and piano_roll is not None:
+            touch = self.contact(logits.detach(), piano_roll, contact_frames)  # (B, T, 10, 88)
+            on_key = torch.einsum("btfk,bkx->btfx", touch, self.press_points(quads).to(h.dtype))
+            tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
+        return tips, logits
 
 
 class KHPPreTrainedModel(PreTrainedModel):
@@ -494,7 +535,9 @@ class KHPModel(KHPPreTrainedModel):
         keypoints = torch.sigmoid(self.keypoint_head(h).view(B, T, K, 2))
         pointer = None
         if self.uses_notes:  # the fingertips aim at keys
-            tips, pointer = self.keyboard.fingertips(h, keys, activity, quads, self.config.tip_offset_scale)
+            tips, pointer = self.keyboard.fingertips(
+                h, keys, activity, quads, self.config.tip_offset_scale, piano_roll, self.config.key_contact_frames
+            )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
         visibility_logits = self.visibility_head(h)  # (B, T, K)

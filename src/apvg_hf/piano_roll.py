@@ -26,6 +26,12 @@ import numpy as np
 NUM_KEYS = 88
 LOWEST_PITCH = 21  # A0
 HIGHEST_PITCH = LOWEST_PITCH + NUM_KEYS - 1  # C8
+BLACK_PITCH_CLASSES = frozenset({1, 3, 6, 8, 10})  # C#, D#, F#, G#, A#
+
+
+def is_black_key(pitch: int) -> bool:
+    """True for the black keys (MIDI pitch)."""
+    return pitch % 12 in BLACK_PITCH_CLASSES
 CHANNELS = ("onset", "sustain", "velocity")
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..piano_roll import is_black_key
 from .notes import PIANO_HIGH, PIANO_LOW, PLAY_HIGH, PLAY_LOW
 
 WHITE_WIDTH = 0.0235
@@ -27,11 +28,10 @@ BLACK_WIDTH = 0.0137
 BLACK_LENGTH = 0.095
 BLACK_HEIGHT = 0.012  # black key tops above white key tops
 KEY_DEPTH = 0.010  # how far a key goes down when pressed
-_BLACK_PCS = {1, 3, 6, 8, 10}
 
 
 def is_black(pitch: int) -> bool:
-    return pitch % 12 in _BLACK_PCS
+    return is_black_key(pitch)
 
 
 def white_index(pitch: int) -> float:

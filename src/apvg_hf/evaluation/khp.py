@@ -107,3 +107,30 @@ def evaluate_predictor(
     if coarse_n:
         result["coarse_l1"] = coarse_err / coarse_n
     return result
+
+
+def sweep_key_contact(model, clips, frames: list[int]) -> dict[int, dict[str, dict]]:
+    """Key-press scores of a note-aware KHP for each `key_contact_frames` value, playing the audio
+    (transcribed) and the true notes (as from MIDI), with each clip's reference:
+    {frames: {"audio": evaluate_predictor(...), "notes": ...}}. Run it on the validation split to
+    choose the value; the model's config is restored afterwards."""
+    if not getattr(model, "uses_notes", False):
+        raise ValueError("key contact needs a note-aware KHP (config.architecture='notes')")
+    keep, results = model.config.key_contact_frames, {}
+    try:
+        for n in frames:
+            model.config.key_contact_frames = int(n)
+            results[int(n)] = {
+                "audio": evaluate_predictor(
+                    lambda c: khp_predict(model, c.features, *reference_for(c, clips), fps=c.meta["fps"]), clips
+                ),
+                "notes": evaluate_predictor(
+                    lambda c: khp_predict(
+                        model, c.features, *reference_for(c, clips), piano_roll=c.piano_roll(), fps=c.meta["fps"]
+                    ),
+                    clips,
+                ),
+            }
+    finally:
+        model.config.key_contact_frames = keep
+    return results
