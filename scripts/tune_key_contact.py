@@ -1,17 +1,21 @@
-"""Choose a note-aware KHP's key contact (`key_contact_frames`) on the validation split.
+"""Choose a note-aware KHP's key contact on the validation split: `key_contact_frames` (how long the
+striking fingertip sits on the key's press point), `key_approach_frames` and `press_lift` (how it
+comes down on it).
 
-For each value, the KHP plays the validation clips from their audio and from their true notes; the
-value with the best mean key-press F1 of the two is chosen. `--save` writes it into the model's
-config.json. Results go to a .json and a .md beside it.
+Every combination of the given values is tried; the KHP plays the clips from their audio and from
+their true notes; of the combinations within `--f1-tolerance` of the best mean key-press F1 of the two,
+the one whose hands move most like the true ones (lowest hand velocity error, true notes) is chosen. `--save`
+writes it into the model's config.json. Results go to a .json and a .md beside it.
 
     python scripts/tune_key_contact.py --model pipelines/apvg-virtual-pianist/khp \\
-        --dataset data/virtual_pianist_medium --frames 0,2,3,4,5,6,8 \\
+        --dataset data/virtual_pianist_medium --contact 0,2,3,4 --approach 0,1,2,3 --lift 0.15,0.3 \\
         --output pipelines/apvg-virtual-pianist/key_contact_validation.json --save
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -25,53 +29,78 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", required=True, type=Path, help="a note-aware KHP folder (save_pretrained)")
     ap.add_argument("--dataset", required=True, type=Path)
     ap.add_argument("--split", default="validation", choices=["validation", "test"])
-    ap.add_argument("--frames", default="0,2,3,4,5,6,8", help="comma list of key_contact_frames to try")
+    ap.add_argument("--contact", default="0,2,3,4,6", help="comma list of key_contact_frames")
+    ap.add_argument("--approach", default="0", help="comma list of key_approach_frames")
+    ap.add_argument("--lift", default="0.5", help="comma list of press_lift")
+    ap.add_argument(
+        "--f1-tolerance", type=float, default=0.005, help="F1 within this of the best counts as as good"
+    )
     ap.add_argument("--output", required=True, type=Path, help="results .json (a .md goes beside it)")
     ap.add_argument("--limit", type=int, help="only the first N clips")
-    ap.add_argument("--save", action="store_true", help="write the chosen value into the model's config.json")
+    ap.add_argument("--save", action="store_true", help="write the chosen values into the model's config.json")
     args = ap.parse_args(argv)
     if args.save and args.split != "validation":
         ap.error("--save chooses on the validation split only")
-    frames = [int(v) for v in args.frames.split(",")]
+    grid = [
+        {"key_contact_frames": c, "key_approach_frames": a, "press_lift": lift}
+        for c, a, lift in itertools.product(
+            [int(v) for v in args.contact.split(",")],
+            [int(v) for v in args.approach.split(",")],
+            [float(v) for v in args.lift.split(",")],
+        )
+        if c or not a  # approaching without contact is the same as no contact
+    ]
     model = KHPModel.from_pretrained(args.model).eval()
     extractor = APVGFeatureExtractor.from_pretrained(args.model.parent / "feature_extractor")
     clips = load_clips(args.dataset, args.split, extractor, 0, args.limit)
-    results = sweep_key_contact(model, clips, frames)
+    results = sweep_key_contact(model, clips, grid)
 
-    def f1(n: int, source: str) -> float:
-        return results[n][source]["keypress"]["f1"]
+    def score(r: dict) -> float:
+        return (r["audio"]["keypress"]["f1"] + r["notes"]["keypress"]["f1"]) / 2
 
-    best = max(frames, key=lambda n: (f1(n, "audio") + f1(n, "notes")) / 2)
-    rows = [
-        f"| {n} | {f1(n, 'audio'):.3f} | {f1(n, 'notes'):.3f} | "
-        f"{results[n]['notes']['keypress']['precision']:.3f} / {results[n]['notes']['keypress']['recall']:.3f} | "
-        f"{results[n]['notes']['hands']['mpjpe_px256']:.2f} | {results[n]['notes']['hands']['velocity_px256']:.2f} |"
-        + (" **chosen**" if n == best else "")
-        for n in frames
-    ]
+    top = max(score(r) for r in results)
+    best = min(
+        (r for r in results if score(r) >= top - args.f1_tolerance),
+        key=lambda r: (r["notes"]["hands"]["velocity_px256"], -score(r)),
+    )
+    rows = []
+    for r in results:
+        s, a, n = r["settings"], r["audio"], r["notes"]
+        rows.append(
+            f"| {s['key_contact_frames']} | {s['key_approach_frames']} | {s['press_lift']:g} "
+            f"| {a['keypress']['f1']:.3f} | {n['keypress']['f1']:.3f} "
+            f"| {n['keypress']['precision']:.3f} / {n['keypress']['recall']:.3f} "
+            f"| {n['hands']['mpjpe_px256']:.2f} | {n['hands']['velocity_px256']:.2f} |"
+            + (" **chosen**" if r is best else "")
+        )
+    command = (
+        f"python scripts/tune_key_contact.py --model {args.model} --dataset {args.dataset} --split {args.split} "
+        f"--contact {args.contact} --approach {args.approach} --lift {args.lift} "
+        f"--f1-tolerance {args.f1_tolerance} --output {args.output}"
+    )
     md = "\n".join(
         [
             f"# Key contact, {args.split} split ({len(clips)} clips of `{args.dataset.name}`)",
             "",
-            f"Model: `{args.model}`. Command: `python scripts/tune_key_contact.py --model {args.model} "
-            f"--dataset {args.dataset} --frames {args.frames} --output {args.output}`",
+            f"Model: `{args.model}`. Command: `{command}`",
             "",
-            "| key_contact_frames | key-press F1, audio | key-press F1, true notes | P / R, true notes "
-            "| hand px@256, true notes | hand velocity px/frame |",
-            "|---|---|---|---|---|---|",
+            "| contact frames | approach frames | lift | key-press F1, audio | key-press F1, true notes "
+            "| P / R, true notes | hand px@256, true notes | hand velocity px/frame, true notes |",
+            "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    out = {"split": args.split, "clips": len(clips), "chosen": best, "results": results}
+    out = {"split": args.split, "clips": len(clips), "chosen": best["settings"], "results": results}
     args.output.write_text(json.dumps(out, indent=2, default=float))
     args.output.with_suffix(".md").write_text(md)
     print(md)
     if args.save:
-        model.config.key_contact_frames = best
+        for k, v in best["settings"].items():
+            setattr(model.config, k, v)
         model.config.to_json_file(args.model / "config.json")
-        print(f"saved key_contact_frames={best} to {args.model / 'config.json'}")
+        print(f"saved {best['settings']} to {args.model / 'config.json'}")
     return out
 
 

@@ -134,14 +134,20 @@ def test_key_contact_rule():
     expected[0, 2:4, 1, 40] = 1  # the surer finger, while the note sounds (2 < n frames)
     expected[0, 5 : 5 + n, 2, 50] = 1
     assert torch.equal(touch, expected)
+    # the frames before each contact begins: the fingertip comes down (a held contact starts once)
+    near = model.keyboard.approach(touch, 2)
+    coming = torch.zeros_like(touch)
+    coming[0, 0:2, 1, 40] = torch.tensor([0.5, 1.0])  # easing in: half-way, then above the key
+    coming[0, 3:5, 2, 50] = torch.tensor([0.5, 1.0])
+    assert torch.equal(near, coming)
 
 
 def test_key_contact_in_the_model():
-    """With key contact, the touching fingertips sit exactly on their keys' press points and the others
-    are the free model's; chunked inference stays exact."""
+    """With key contact, the touching fingertips sit exactly on their keys' press points, raised above
+    them just before, and the others are the free model's; chunked inference stays exact."""
     n = 4
     free = notes_model()
-    model = notes_model(key_contact_frames=n)
+    model = notes_model(key_contact_frames=n, key_approach_frames=2, press_lift=0.5)
     keys = keyboard()
     roll = notes_to_roll(NOTES, 40, 30)
     seen = {}
@@ -158,10 +164,17 @@ def test_key_contact_in_the_model():
     touch = model.keyboard.contact(seen["logits"], torch.from_numpy(roll)[None], n)[0]  # (T, 10, 88)
     assert touch.sum() > 0
     press = model.keyboard.press_points(keys)[0]  # (88, 2)
-    on = touch.sum(-1) > 0  # (T, 10)
+    near = model.keyboard.approach(touch[None], 2)[0]  # (T, 10, 88)
+    w = near.sum(-1, keepdim=True)  # (T, 10, 1): how far towards above the key about to be struck
+    coming = w[..., 0] > 0
+    on = (touch.sum(-1) > 0) & ~coming  # (T, 10): on the press point
     assert torch.allclose(tips[on], (touch @ press)[on], atol=1e-6)
+    up = press + 0.5 * (keys[0, :, 2:].mean(1) - keys[0, :, :2].mean(1))  # half a key's length back
     base = free.predict(piano_roll=roll, reference_keys=keys[0]).keypoints[0, :, TIPS]
-    assert torch.allclose(tips[~on], base[~on], atol=1e-6)
+    held = torch.where(touch.sum(-1, keepdim=True) > 0, touch @ press, base)  # leaving a key it held
+    eased = near @ up + (1 - w) * held
+    assert coming.sum() > 0 and torch.allclose(tips[coming], eased[coming], atol=1e-6)
+    assert torch.allclose(tips[~(on | coming)], base[~(on | coming)], atol=1e-6)
     parts = model.predict(piano_roll=roll, reference_keys=keys[0], chunk_frames=7)
     assert torch.allclose(out.keypoints, parts.keypoints, atol=1e-6)
     with pytest.raises(ValueError, match="key_contact_frames"):

@@ -46,6 +46,10 @@ class KHPConfig(PretrainedConfig):
             fingertip that points at the struck key most surely sits on the key's press point: a
             struck key has a finger on it. The pointer picks the finger; the keyboard's geometry
             says where. Chosen on the validation split (4 for the virtual pianist).
+        key_approach_frames: with key contact, for this many frames before a fingertip comes down on
+            a key it is raised above the key (`press_lift`): it is seen to strike.
+        press_lift: how far a raised fingertip sits from the press point, as a fraction of the key's
+            length towards its back (the image direction of "up" for a camera in front and above).
         press_depth: where on a key top a fingertip presses, as fractions of the way from the key's
             front edge to its back (white keys, black keys).
         onset_threshold, frame_threshold: decoding the transcriber's probabilities into notes.
@@ -93,6 +97,8 @@ class KHPConfig(PretrainedConfig):
         key_context: int = 8,
         tip_offset_scale: float = 0.05,
         key_contact_frames: int = 0,
+        key_approach_frames: int = 0,
+        press_lift: float = 0.5,
         press_depth: tuple[float, float] | list[float] = (0.2333, 0.65),
         onset_threshold: float = 0.5,
         frame_threshold: float = 0.5,
@@ -141,7 +147,11 @@ class KHPConfig(PretrainedConfig):
             raise ValueError(f"key_contact_frames must be >= 0, got {key_contact_frames}")
         if len(press_depth) != 2 or not all(0.0 <= float(v) <= 1.0 for v in press_depth):
             raise ValueError(f"press_depth must be two fractions in [0, 1] (white, black), got {press_depth}")
+        if key_approach_frames < 0:
+            raise ValueError(f"key_approach_frames must be >= 0, got {key_approach_frames}")
         self.key_contact_frames = int(key_contact_frames)
+        self.key_approach_frames = int(key_approach_frames)
+        self.press_lift = float(press_lift)
         self.press_depth = [float(v) for v in press_depth]
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold
@@ -153,7 +163,8 @@ class KHPConfig(PretrainedConfig):
     def receptive_field(self) -> int:
         """Frames of context each way that can influence one output frame (of the motion decoder, for
         "notes": its input is the piano roll)."""
-        extra = max(self.key_context, self.key_contact_frames) if self.architecture == "notes" else 0
+        contact = self.key_contact_frames + self.key_approach_frames
+        extra = max(self.key_context, contact) if self.architecture == "notes" else 0
         return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2) + extra
 
     @property

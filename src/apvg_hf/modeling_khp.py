@@ -331,6 +331,19 @@ class KHPKeyboard(nn.Module):
         surest = (score == score.amax(dim=2, keepdim=True)) & chosen.bool()  # one fingertip per key
         return surest.to(prob.dtype) * struck[:, :, None]
 
+    @staticmethod
+    def approach(touch: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, T, 10, 88) contact -> the `frames` frames before each contact begins (a fingertip coming
+        down on a key it was not already touching), as weights (B, T, 10, 88) summing to <= 1 per tip:
+        1 on the frame before, easing in linearly from `frames` frames before (1 / frames)."""
+        T = touch.shape[1]
+        start = touch * (1 - F.pad(touch[:, :-1], (0, 0, 0, 0, 1, 0)))  # (B, T, 10, 88)
+        before = torch.zeros_like(touch)
+        for d in range(1, min(frames, T - 1) + 1):
+            ease = (frames - d + 1) / frames
+            before[:, : T - d] = torch.maximum(before[:, : T - d], ease * start[:, d:])
+        return before / before.sum(-1, keepdim=True).clamp(min=1.0)
+
     def fingertips(
         self,
         h: torch.Tensor,
@@ -340,11 +353,14 @@ class KHPKeyboard(nn.Module):
         scale: float,
         piano_roll: torch.Tensor | None = None,
         contact_frames: int = 0,
+        approach_frames: int = 0,
+        lift: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
         fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
-        (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point;
-        and the choice's logits (B, T, 10, 88)."""
+        (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point, and for
+        the `approach_frames` frames before, raised above it (`lift` of the key's length towards its
+        back: a lifted fingertip seen from the front); and the choice's logits (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
         q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
@@ -355,8 +371,15 @@ class KHPKeyboard(nn.Module):
         tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
         if contact_frames and piano_roll is not None:
             touch = self.contact(logits.detach(), piano_roll, contact_frames)  # (B, T, 10, 88)
-            on_key = torch.einsum("btfk,bkx->btfx", touch, self.press_points(quads).to(h.dtype))
+            press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
+            on_key = torch.einsum("btfk,bkx->btfx", touch, press)
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
+            if approach_frames:
+                near = self.approach(touch, approach_frames)  # (B, T, 10, 88)
+                back = (quads[:, :, 2] + quads[:, :, 3] - quads[:, :, 0] - quads[:, :, 1]).to(h.dtype) / 2
+                raised = torch.einsum("btfk,bkx->btfx", near, press + lift * back)  # weighted
+                coming = near.sum(-1, keepdim=True)  # (B, T, 10, 1): > 0 while a fingertip comes down
+                tips = raised + (1 - coming) * tips  # eases from where it was to above the key
         return tips, logits
 
 
@@ -536,7 +559,15 @@ class KHPModel(KHPPreTrainedModel):
         pointer = None
         if self.uses_notes:  # the fingertips aim at keys
             tips, pointer = self.keyboard.fingertips(
-                h, keys, activity, quads, self.config.tip_offset_scale, piano_roll, self.config.key_contact_frames
+                h,
+                keys,
+                activity,
+                quads,
+                self.config.tip_offset_scale,
+                piano_roll,
+                self.config.key_contact_frames,
+                self.config.key_approach_frames,
+                self.config.press_lift,
             )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)

@@ -109,28 +109,39 @@ def evaluate_predictor(
     return result
 
 
-def sweep_key_contact(model, clips, frames: list[int]) -> dict[int, dict[str, dict]]:
-    """Key-press scores of a note-aware KHP for each `key_contact_frames` value, playing the audio
-    (transcribed) and the true notes (as from MIDI), with each clip's reference:
-    {frames: {"audio": evaluate_predictor(...), "notes": ...}}. Run it on the validation split to
-    choose the value; the model's config is restored afterwards."""
+def sweep_key_contact(model, clips, settings: list[dict]) -> list[dict]:
+    """Key-press scores of a note-aware KHP under each of `settings` (config overrides, e.g.
+    {"key_contact_frames": 3, "key_approach_frames": 2}), playing the audio (transcribed) and the true
+    notes (as from MIDI), with each clip's reference: [{"settings", "audio": evaluate_predictor(...),
+    "notes": ...}]. Run it on the validation split to choose; the model's config is restored after."""
     if not getattr(model, "uses_notes", False):
         raise ValueError("key contact needs a note-aware KHP (config.architecture='notes')")
-    keep, results = model.config.key_contact_frames, {}
+    names = sorted({k for s in settings for k in s})
+    keep, results = {k: getattr(model.config, k) for k in names}, []
     try:
-        for n in frames:
-            model.config.key_contact_frames = int(n)
-            results[int(n)] = {
-                "audio": evaluate_predictor(
-                    lambda c: khp_predict(model, c.features, *reference_for(c, clips), fps=c.meta["fps"]), clips
-                ),
-                "notes": evaluate_predictor(
-                    lambda c: khp_predict(
-                        model, c.features, *reference_for(c, clips), piano_roll=c.piano_roll(), fps=c.meta["fps"]
+        for setting in settings:
+            for k, v in keep.items():
+                setattr(model.config, k, setting.get(k, v))
+            results.append(
+                {
+                    "settings": dict(setting),
+                    "audio": evaluate_predictor(
+                        lambda c: khp_predict(model, c.features, *reference_for(c, clips), fps=c.meta["fps"]),
+                        clips,
                     ),
-                    clips,
-                ),
-            }
+                    "notes": evaluate_predictor(
+                        lambda c: khp_predict(
+                            model,
+                            c.features,
+                            *reference_for(c, clips),
+                            piano_roll=c.piano_roll(),
+                            fps=c.meta["fps"],
+                        ),
+                        clips,
+                    ),
+                }
+            )
     finally:
-        model.config.key_contact_frames = keep
+        for k, v in keep.items():
+            setattr(model.config, k, v)
     return results
