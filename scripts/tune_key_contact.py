@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--output", required=True, type=Path, help="results .json (a .md goes beside it)")
     ap.add_argument("--limit", type=int, help="only the first N clips")
-    ap.add_argument("--save", action="store_true", help="write the chosen values into the model's config.json")
+    ap.add_argument(
+        "--save", action="store_true", help="write the chosen values into the model's config.json"
+    )
     args = ap.parse_args(argv)
     if args.save and args.split != "validation":
         ap.error("--save chooses on the validation split only")

@@ -198,3 +198,39 @@ def test_planner_baseline_fed_true_notes_reproduces_the_clips(generated_clips):
     assert evaluate_predictor(lambda _: kp, [c])["keypress"]["f1"] > 0.5
     with pytest.raises(KeyError, match="appearance"):
         planned_keypoints(heard, 10, 30.0, "nobody", m["camera"])
+
+
+def test_tune_key_contact_script_sweeps_chooses_and_saves(tiny_dataset, tmp_path):
+    """scripts/tune_key_contact.py on the tiny dataset with a tiny note-aware KHP: every combination is
+    scored from audio and from true notes, the choice is written to the model's config (and only there)."""
+    import json
+
+    import torch
+
+    from apvg_hf import APVGFeatureExtractor, KHPModel
+    from conftest import load_script, tiny_khp_config
+
+    torch.manual_seed(0)
+    model = KHPModel(tiny_khp_config(architecture="notes", transcriber_layers=1, transcriber_channels=4))
+    model.save_pretrained(tmp_path / "pipe" / "khp")
+    APVGFeatureExtractor().save_pretrained(tmp_path / "pipe" / "feature_extractor")
+    out = load_script("tune_key_contact").main(
+        [
+            "--model", str(tmp_path / "pipe" / "khp"),
+            "--dataset", str(tiny_dataset[0]),
+            "--contact", "0,2",
+            "--approach", "0,1",
+            "--lift", "0.3",
+            "--output", str(tmp_path / "kc.json"),
+            "--save",
+        ]
+    )  # fmt: skip
+    settings = [r["settings"] for r in out["results"]]
+    assert [(s["key_contact_frames"], s["key_approach_frames"]) for s in settings] == [(0, 0), (2, 0), (2, 1)]
+    for r in out["results"]:
+        for source in ("audio", "notes"):
+            assert 0.0 <= r[source]["keypress"]["f1"] <= 1.0 and r[source]["keypress"]["events"]["notes"] > 0
+    saved = KHPModel.from_pretrained(tmp_path / "pipe" / "khp").config
+    assert {k: getattr(saved, k) for k in out["chosen"]} == out["chosen"]
+    assert json.loads((tmp_path / "kc.json").read_text())["chosen"] == out["chosen"]
+    assert "key-press F1, audio" in (tmp_path / "kc.md").read_text()

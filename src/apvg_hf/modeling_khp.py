@@ -284,7 +284,9 @@ class KHPKeyboard(nn.Module):
         self.pointer_dim = P
         white, black = config.press_depth
         # (88,) front -> back fraction per key; a plain list, not a buffer (nothing to load or init)
-        self.press_depth = [black if N == NUM_KEYS and is_black_key(LOWEST_PITCH + i) else white for i in range(N)]
+        self.press_depth = [
+            black if N == NUM_KEYS and is_black_key(LOWEST_PITCH + i) else white for i in range(N)
+        ]
 
     def quads(
         self, batch_size: int, reference_keys: torch.Tensor | None, reference_mask: torch.Tensor | None
@@ -322,7 +324,10 @@ class KHPKeyboard(nn.Module):
         points at its most likely key; of the fingertips pointing at a struck key, the surest one
         touches it (one finger a key)."""
         B, T, F_, N = logits.shape
-        onset, sounding = piano_roll[..., 0].to(logits.dtype), piano_roll[..., 1].to(logits.dtype)  # (B, T, 88)
+        onset, sounding = (
+            piano_roll[..., 0].to(logits.dtype),
+            piano_roll[..., 1].to(logits.dtype),
+        )  # (B, T, 88)
         padded = F.pad(onset.transpose(1, 2), (frames - 1, 0))  # (B, 88, T + frames - 1)
         struck = F.max_pool1d(padded, frames, stride=1).transpose(1, 2) * sounding  # (B, T, 88)
         prob = torch.softmax(logits, dim=-1)

@@ -32,6 +32,8 @@ BLACK_PITCH_CLASSES = frozenset({1, 3, 6, 8, 10})  # C#, D#, F#, G#, A#
 def is_black_key(pitch: int) -> bool:
     """True for the black keys (MIDI pitch)."""
     return pitch % 12 in BLACK_PITCH_CLASSES
+
+
 CHANNELS = ("onset", "sustain", "velocity")
 
 
