@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from apvg_hf.video_io import encode_video, probe_video, read_audio_track, read_video, write_video
+from apvg_hf.video_io import VideoWriter, encode_video, probe_video, read_audio_track, read_video, write_video
 
 
 def test_mp4_with_audio_round_trip(tmp_path):
@@ -47,3 +47,41 @@ def test_bad_inputs_raise_clear_errors():
         encode_video(np.zeros((2, 63, 64, 3), np.uint8), 30)
     with pytest.raises(ValueError, match="sampling_rate"):
         encode_video(np.zeros((2, 64, 64, 3), np.uint8), 30, audio=np.zeros(100, np.float32))
+
+
+def test_background_writer_same_bytes_errors_and_abort(tmp_path):
+    """The writer thread makes the very file the plain writer makes; an error on the worker reaches
+    the caller and leaves no file; abort leaves none either."""
+    from apvg_hf.video_io import BackgroundWriter
+
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (3, 32, 48, 3), dtype=np.uint8) for _ in range(5)]
+    wave = rng.standard_normal(16000).astype(np.float32) * 0.1
+    with VideoWriter(tmp_path / "plain.mp4", fps=30, audio=wave, sampling_rate=16000) as w:
+        for b in batches:
+            w.write(b)
+    bg = BackgroundWriter(
+        VideoWriter(tmp_path / "bg.mp4", fps=30, audio=wave, sampling_rate=16000), max_pending=2
+    )
+    for b in batches:
+        bg.submit(lambda b=b: b.copy())
+    assert bg.close() == tmp_path / "bg.mp4"
+    assert (tmp_path / "bg.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+
+    with pytest.raises(ValueError, match="frame size changed"):
+        with BackgroundWriter(VideoWriter(tmp_path / "bad.mp4", fps=30)) as bad:
+            bad.submit(lambda: batches[0])
+            bad.submit(lambda: np.zeros((2, 16, 16, 3), np.uint8))  # the size changes: an error on the worker
+            for _ in range(50):  # raised by a later submit, or by close
+                bad.submit(lambda: batches[0])
+    assert not (tmp_path / "bad.mp4").exists() and not list(tmp_path.glob(".bad.mp4*"))
+
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        BackgroundWriter(VideoWriter(tmp_path / "x.mp4", fps=30)) as w,
+    ):
+        w.submit(lambda: batches[0])
+        raise RuntimeError("boom")
+    assert not (tmp_path / "x.mp4").exists() and not list(tmp_path.glob(".x.mp4*"))
+    with pytest.raises(ValueError, match="max_pending"):
+        BackgroundWriter(VideoWriter(tmp_path / "y.mp4", fps=30), max_pending=0)

@@ -18,6 +18,7 @@ audio (path | bytes | array | tensor | {"array", "sampling_rate"}), or midi (pat
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -40,7 +41,15 @@ from .modeling_khp import KHPModel
 from .modeling_stu import STUModel
 from .piano_roll import LOWEST_PITCH, notes_to_roll, sounding
 from .reference import AppearanceReference
-from .video_io import VideoWriter, audio_duration, check_output_path, load_audio, to_float_waveform, to_mono
+from .video_io import (
+    BackgroundWriter,
+    VideoWriter,
+    audio_duration,
+    check_output_path,
+    load_audio,
+    to_float_waveform,
+    to_mono,
+)
 
 
 @dataclass
@@ -409,6 +418,7 @@ class APVGPipeline(DiffusionPipeline):
         midi: str | os.PathLike | bytes | None = None,
         notes: list | None = None,
         highlight_keys: bool = False,
+        encode_in_background: bool = True,
     ) -> APVGPipelineOutput | tuple:
         r"""
         Args:
@@ -431,6 +441,8 @@ class APVGPipeline(DiffusionPipeline):
             output_path: also write an mp4 (H.264 + the audio as AAC) as the frames come, atomically (a
                 failure leaves no file). Checked (suffix .mp4, writable) before any work.
             video_layout, video_size: what the mp4 shows (see `compose_frames`).
+            encode_in_background: compose and encode the mp4 on a worker thread while the next frames
+                are generated (`BackgroundWriter`; the same bytes either way). False: in this thread.
             highlight_keys: light the keys that sound in the mp4 (every layout), drawn over the
                 reference's keyboard geometry (`reference.keyboard_quads`). Needs notes: midi=, notes=, or
                 audio with a KHP that transcribes it.
@@ -506,6 +518,8 @@ class APVGPipeline(DiffusionPipeline):
         writer = None
         if output_path is not None:
             writer = VideoWriter(output_path, fps, audio=wave, sampling_rate=sr)
+            if encode_in_background:  # composing + encoding overlap the next STU steps
+                writer = BackgroundWriter(writer)
         chunk = max(1, int(round(chunk_seconds * model_fps)))
         total = math.ceil(T / chunk)
         state = None
@@ -535,12 +549,17 @@ class APVGPipeline(DiffusionPipeline):
                         sel = (kp[0][pick], vis[0][pick], co[0][pick])
                         pictures = out.put(lo, frames, *sel)
                         if writer is not None:
-                            lit = None if sounding is None else sounding[lo:hi]  # (m', 88) keys to light
-                            composed = compose_frames(
-                                pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(), video_layout, video_size,
-                                keyboard_quads=quads, sounding=lit,
+                            lit = (
+                                None if sounding is None else sounding[lo:hi].copy()
+                            )  # (m', 88) keys to light
+                            compose = functools.partial(
+                                compose_frames, pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(),
+                                video_layout, video_size, keyboard_quads=quads, sounding=lit,
                             )  # fmt: skip
-                            writer.write(composed)
+                            if isinstance(writer, BackgroundWriter):
+                                writer.submit(compose)
+                            else:
+                                writer.write(compose())
                         clock.lap("encoding")
                     c += m
                 if bar is not None:

@@ -20,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
 import re
+import threading
 import warnings
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -414,6 +417,94 @@ class VideoWriter:
             self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class BackgroundWriter:
+    """Encode on a worker thread while the caller goes on generating: `submit(make, *args)` queues
+    `writer.write(make(*args))` (composing and encoding both leave the caller's thread; PyAV and numpy
+    release the GIL while they work). At most `max_pending` submissions wait, so memory stays bounded;
+    frames are written in submission order, so the file is byte for byte the one `writer` alone makes.
+    An error on the worker is raised by the next `submit` or by `close`; `abort` drops everything.
+
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "clip.mp4")
+    >>> w = BackgroundWriter(VideoWriter(path, fps=30))
+    >>> for _ in range(3):
+    ...     w.submit(np.zeros, (4, 32, 32, 3), np.uint8)
+    >>> w.close() == Path(path), probe_video(path)["frames"]
+    (True, 12)
+    """
+
+    _STOP = object()
+
+    def __init__(self, writer: VideoWriter, max_pending: int = 4):
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="apvg-video-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if self._error is not None:
+                continue  # drain: the caller hears of the error and stops
+            make, args = item
+            try:
+                self.writer.write(make(*args))
+            except BaseException as err:  # handed to the caller's thread
+                self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def submit(self, make: Callable[..., np.ndarray], *args) -> None:
+        """Queue `make(*args)` -> frames (T, H, W, 3) uint8 to be written (blocks while the queue is full)."""
+        self._raise()
+        if not self._thread.is_alive():
+            raise RuntimeError("the writer is closed")
+        self._queue.put((make, args))
+
+    def _finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
+
+    def close(self) -> Path | None:
+        """Wait for the queued frames, then close the writer (flush, mux the audio, publish)."""
+        self._finish()
+        try:
+            self._raise()
+        except BaseException:
+            self.writer.abort()
+            raise
+        return self.writer.close()
+
+    def abort(self) -> None:
+        """Stop the worker and drop what was written (the target file is never created or replaced)."""
+        while True:  # unqueue what waits, so the worker stops soon
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._finish()
+        self._error = None
+        self.writer.abort()
+
+    def __enter__(self) -> BackgroundWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
