@@ -156,16 +156,30 @@ def _sparse_heatmaps(
     limbs: bool,
     tile: int = TILE,
     cutoff: float = CUTOFF_SIGMAS,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`keypoints_to_heatmaps(method="fast")`: each map computed only on the tiles near its keypoint or
-    bone (`_near_tiles`) and written into a zero frame; (..., K, 2) -> (..., K [+ L], H, W)."""
+    bone (`_near_tiles`) and written into a zero frame; (..., K, 2) -> (..., K [+ L], H, W).
+
+    `out`: (M, K [+ L], H, W) to write into (zeroed here), in any memory layout -- e.g. the
+    channels-last slice of a network's input -- when H and W are multiples of `tile`."""
     batch, K = keypoints.shape[:-2], keypoints.shape[-2]
     kp = keypoints.reshape(-1, K, 2)  # (M, K, 2)
     M, L = kp.shape[0], len(BONES) if limbs else 0
     C, nty, ntx = K + L, -(-height // tile), -(-width // tile)
     xs, ys = _tile_coords(width, ntx, tile, kp), _tile_coords(height, nty, tile, kp)  # (ntx | nty, t)
-    out = kp.new_zeros(M, C, nty * tile, ntx * tile)
-    tiles = out.view(M * C, nty, tile, ntx, tile).permute(0, 1, 3, 2, 4)  # (M·C, nty, ntx, t, t) view
+    given = out is not None
+    if given:
+        if out.shape != (M, C, height, width) or height % tile or width % tile:
+            raise ValueError(
+                f"out must be ({M}, {C}, {height}, {width}) with sides multiples of {tile}, got {tuple(out.shape)}"
+            )
+        out.zero_()
+    else:
+        out = kp.new_zeros(M, C, nty * tile, ntx * tile)
+    # (M, C, nty, ntx, t, t): a view of `out`'s tiles, whatever its layout
+    s0, s1, s2, s3 = out.stride()
+    tiles = out.as_strided((M, C, nty, ntx, tile, tile), (s0, s1, s2 * tile, s3 * tile, s2, s3))
     vis = None
     if visibility is not None:
         vis = visibility.to(kp.dtype).expand(*batch, K).reshape(M, K)
@@ -175,7 +189,7 @@ def _sparse_heatmaps(
     values = _gaussian_tiles(points, n, xs[tx], ys[ty], sigma)  # (A, t, t)
     if vis is not None:
         values = values * vis.reshape(-1)[n, None, None]
-    tiles.index_put_((n // K * C + n % K, ty, tx), values)
+    tiles.index_put_((n // K, n % K, ty, tx), values.to(out.dtype))
 
     if limbs:
         idx = torch.tensor(BONES, device=kp.device, dtype=torch.long)  # (L, 2)
@@ -184,8 +198,10 @@ def _sparse_heatmaps(
         values = _limb_tiles(a, b, n, xs[tx], ys[ty], limb_sigma)  # (A, t, t)
         if vis is not None:
             values = values * (vis[:, idx[:, 0]] * vis[:, idx[:, 1]]).reshape(-1)[n, None, None]
-        tiles.index_put_((n // L * C + K + n % L, ty, tx), values)
+        tiles.index_put_((n // L, K + n % L, ty, tx), values.to(out.dtype))
 
+    if given:
+        return out
     if out.shape[-2:] != (height, width):
         out = out[..., :height, :width].contiguous()
     return out.reshape(*batch, C, height, width)
@@ -200,6 +216,7 @@ def keypoints_to_heatmaps(
     limb_sigma: float = DEFAULT_LIMB_SIGMA,
     limbs: bool = True,
     method: str = "fast",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Keypoints (..., K, 2) in [0, 1] -> heatmaps (..., K [+ L], H, W) in [0, 1].
 
@@ -212,6 +229,8 @@ def keypoints_to_heatmaps(
         limbs: append one map per bone of the skeleton (in `skeleton.BONES` order).
         method: "fast" computes each map only near its keypoint or bone (zero where the dense map is
             below 1.5e-8; see the module docstring), "dense" over the whole frame. Both differentiable.
+        out: "fast" only: write the maps into this (M, K [+ L], H, W) tensor (leading dimensions
+            flattened to M; any memory layout, e.g. channels-last; H, W multiples of 8) and return it.
     """
     if keypoints.shape[-1] != 2:
         raise ValueError(f"keypoints must end in 2 coordinates, got shape {tuple(keypoints.shape)}")
@@ -220,8 +239,10 @@ def keypoints_to_heatmaps(
     width = height if width is None else width
     if not keypoints.is_floating_point():
         keypoints = keypoints.float()
+    if out is not None and method != "fast":
+        raise ValueError("out= is for method='fast'")
     if method == "fast":
-        return _sparse_heatmaps(keypoints, height, width, visibility, sigma, limb_sigma, limbs)
+        return _sparse_heatmaps(keypoints, height, width, visibility, sigma, limb_sigma, limbs, out=out)
     maps = gaussian_heatmaps(keypoints, height, width, sigma)
     if visibility is not None:
         maps = maps * visibility[..., None, None].to(maps.dtype)
