@@ -352,7 +352,7 @@ class STUModel(ModelMixin, ConfigMixin):
         maps = inputs[:, :K].float()
         (H, W), (h, w) = maps.shape[-2:], features.shape[-2:]
         if H % h == 0 and W % w == 0 and H // h == W // w:  # the same means, on the fast path
-            maps = F.avg_pool2d(maps, H // h) if H != h else maps
+            maps = F.avg_pool2d(maps, H // h) if h != H else maps
         else:
             maps = F.adaptive_avg_pool2d(maps, (h, w))
         return self.graph(features, maps.to(features.dtype))
