@@ -50,7 +50,9 @@ def _sync(device: str) -> None:
 
 
 @torch.no_grad()
-def bench_resolution(model: STUModel, chunk: int, repeats: int, device: str) -> list[dict]:
+def bench_resolution(
+    model: STUModel, chunk: int, repeats: int, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")
+) -> list[dict]:
     res = model.config.resolution
     g = torch.Generator().manual_seed(0)
     kp = (0.3 + 0.4 * torch.rand(chunk, model.config.num_keypoints, 2, generator=g)).to(device)
@@ -99,7 +101,7 @@ def bench_stu(
             if res == base.config.resolution
             else STUModel.from_config({**base.config, "resolution": res})
         )
-        rows += bench_resolution(model.to(device).eval(), chunk, repeats, device)
+        rows += bench_resolution(model.to(device).eval(), chunk, repeats, device, precisions)
     return rows
 
 
