@@ -68,12 +68,12 @@ def test_background_writer_same_bytes_errors_and_abort(tmp_path):
     assert bg.close() == tmp_path / "bg.mp4"
     assert (tmp_path / "bg.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
 
-    with pytest.raises(ValueError, match="frame size changed"):
-        with BackgroundWriter(VideoWriter(tmp_path / "bad.mp4", fps=30)) as bad:
+    bad = BackgroundWriter(VideoWriter(tmp_path / "bad.mp4", fps=30))
+    with pytest.raises(ValueError, match="frame size changed"), bad:
+        bad.submit(lambda: batches[0])
+        bad.submit(lambda: np.zeros((2, 16, 16, 3), np.uint8))  # the size changes: an error on the worker
+        for _ in range(50):  # raised by a later submit, or by close
             bad.submit(lambda: batches[0])
-            bad.submit(lambda: np.zeros((2, 16, 16, 3), np.uint8))  # the size changes: an error on the worker
-            for _ in range(50):  # raised by a later submit, or by close
-                bad.submit(lambda: batches[0])
     assert not (tmp_path / "bad.mp4").exists() and not list(tmp_path.glob(".bad.mp4*"))
 
     with (
