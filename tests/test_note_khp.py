@@ -181,6 +181,31 @@ def test_key_contact_in_the_model():
         tiny_khp_config(architecture="notes", key_contact_frames=-1)
 
 
+def test_pointer_target_press_changes_the_pointer_loss_only():
+    """pointer_target="press": the pointer's cross-entropy asks for the key with the nearest press point.
+    At a white key's press depth, just inside the black key beside it (D#3 | E3), the nearest centre is
+    the black key's and the nearest press point the white key's: only the pointer term differs."""
+    B, T = 1, 12
+    roll = torch.from_numpy(notes_to_roll(NOTES, T, 30))[None]
+    keys = keyboard(B)
+    target = torch.rand(B, T, 56, 2, generator=torch.Generator().manual_seed(0))
+    target[:, :, TIPS] = torch.tensor([float(keys[0, 30, 1, 0]) - 0.001, 0.9 - 0.2333 * 0.2])
+    feats = torch.randn(B, T, 32, generator=torch.Generator().manual_seed(1))
+    terms = {}
+    for mode in ("centre", "press"):
+        model = notes_model(pointer_target=mode)
+        with torch.no_grad():  # a pointer with opinions (a fresh one scores every key the same)
+            g = torch.Generator().manual_seed(2)
+            for layer in (model.keyboard.tip_query, model.keyboard.key_proj):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g))
+        out = model(feats, piano_roll=roll, reference_keys=keys, target_keypoints=target)
+        terms[mode] = out.loss_terms
+    assert torch.allclose(terms["centre"][:-1], terms["press"][:-1])  # everything else is the same
+    assert not torch.allclose(terms["centre"][-1], terms["press"][-1])
+    with pytest.raises(ValueError, match="pointer_target"):
+        tiny_khp_config(architecture="notes", pointer_target="middle")
+
+
 def test_press_points_are_the_virtual_pianists():
     """The model's press points (from `press_depth`) are where the virtual pianist presses each key."""
     from apvg_hf.data.scene import ALL_PITCHES, Camera, keyboard_quads

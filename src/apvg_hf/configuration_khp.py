@@ -56,6 +56,8 @@ class KHPConfig(PretrainedConfig):
         loss_transcription: weight of the transcription loss (onset and sustain BCE, velocity MSE).
         loss_pointer: weight of the fingertip pointer's cross-entropy against the key under each true
             fingertip (nearest key centre): it teaches which key a finger is over, not only where.
+        pointer_target: which key is "under" a true fingertip for that cross-entropy: the one with the
+            nearest "centre" (the first models) or the nearest "press" point (where key contact puts it).
 
     >>> from apvg_hf import KHPConfig
     >>> config = KHPConfig(hidden_size=64, num_layers=2)
@@ -104,6 +106,7 @@ class KHPConfig(PretrainedConfig):
         frame_threshold: float = 0.5,
         loss_transcription: float = 1.0,
         loss_pointer: float = 0.2,
+        pointer_target: str = "centre",
         **kwargs,
     ):
         if architecture not in ("audio", "notes"):
@@ -157,6 +160,9 @@ class KHPConfig(PretrainedConfig):
         self.frame_threshold = frame_threshold
         self.loss_transcription = loss_transcription
         self.loss_pointer = loss_pointer
+        if pointer_target not in ("centre", "press"):
+            raise ValueError(f"pointer_target must be 'centre' or 'press', got {pointer_target!r}")
+        self.pointer_target = pointer_target
         super().__init__(**kwargs)
 
     @property

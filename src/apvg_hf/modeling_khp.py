@@ -901,9 +901,12 @@ class KHPModel(KHPPreTrainedModel):
             vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
             transcription = wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, played)
         pointer_ce = keypoints.new_zeros(())
-        if pointer is not None:  # which key is under each true fingertip: the nearest key centre
+        if pointer is not None:  # which key is under each true fingertip: the nearest centre (or press point)
             logits, quads, ref_mask = pointer
-            centres = quads.float().mean(2)  # (B, 88, 2)
+            if c.pointer_target == "press":
+                centres = self.keyboard.press_points(quads.float())  # (B, 88, 2)
+            else:
+                centres = quads.float().mean(2)  # (B, 88, 2)
             target = (
                 (tk[:, :, _TIPS, None].float() - centres[:, None, None]).norm(dim=-1).argmin(-1)
             )  # (B, T, 10)
