@@ -147,7 +147,7 @@ evaluate-stu-released: $(VENV)/.installed
 		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_released_results.json
 
 benchmark-stu: $(VENV)/.installed
-	$(PY) scripts/benchmark.py stu --model pipelines/apvg-virtual-pianist/stu --resolutions 128 256 \
+	$(PY) scripts/benchmark.py stu --model pipelines/apvg-virtual-pianist/stu --resolutions 128 256 --precisions fp32 \
 		--output pipelines/apvg-virtual-pianist/stu_benchmark.json
 
 clean:

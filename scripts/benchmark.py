@@ -12,10 +12,15 @@ the weights) in float32 and under bfloat16 autocast, split by stage (audio decod
 heatmaps, STU, encoding), the bf16-vs-fp32 difference of the frames, and the peak resident memory
 of a fresh process for 10, 60 and 300 s of audio (the example audio, repeated).
 
-`stu`: frames per second of STU inference, streaming in chunks with the GRU state carried, batch 1,
-split into heatmap rendering and the network, in float32 and under bfloat16 autocast. At a
+`stu`: frames per second of STU inference as the pipeline runs it (`STUModel.render`: a few frames a
+step with the GRU state carried, the maps rendered into the step's input, the frames back on the host),
+batch 1, split into heatmap rendering and the network, in float32 and under bfloat16 autocast, on
+whatever device it is given (`--device cuda` on a GPU, with `--batch-frames 16` or more). At a
 resolution other than the model's, a model of the same architecture with random weights is timed
 (speed does not depend on the weights). Ratios between rows come from one run on one machine.
+
+    python scripts/benchmark.py stu --resolutions 128 256 512 --device cuda --batch-frames 16 \
+        --output outputs/stu_gpu.json
 """
 
 from __future__ import annotations
@@ -51,34 +56,49 @@ def _sync(device: str) -> None:
 
 @torch.no_grad()
 def bench_resolution(
-    model: STUModel, chunk: int, repeats: int, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")
+    model: STUModel,
+    frames: int,
+    batch_frames: int,
+    repeats: int,
+    device: str,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> list[dict]:
-    res = model.config.resolution
+    """STU inference as the pipeline runs it (`STUModel.render`: `batch_frames` frames a step, the maps
+    rendered into the step's input buffer, the GRU state carried, each step's frames back on the host),
+    over `frames` frames of random poses; the maps alone are timed too."""
+    res, C = model.config.resolution, model.config.num_keypoints + model.config.num_limbs
     g = torch.Generator().manual_seed(0)
-    kp = (0.3 + 0.4 * torch.rand(chunk, model.config.num_keypoints, 2, generator=g)).to(device)
-    coarse = torch.rand(1, chunk, 3, 32, 32, generator=g).to(device)
+    kp = (0.3 + 0.4 * torch.rand(1, frames, model.config.num_keypoints, 2, generator=g)).to(device)
+    coarse = torch.rand(1, frames, 3, 32, 32, generator=g).to(device)
     ref = torch.rand(1, 3, res, res, generator=g).to(device)
-    heatmaps = model.render_heatmaps(kp)[None]  # (1, T, K + L, R, R)
-    t_maps = _timeit(lambda: (model.render_heatmaps(kp), _sync(device)), repeats)
+    buffer = model.input_buffer(batch_frames, res, res, device)
+    steps = range(0, frames - batch_frames + 1, batch_frames)
+
+    def maps():
+        for c in steps:
+            model.render_heatmaps(kp[0, c : c + batch_frames], out=buffer[:, :C])
+        _sync(device)
+
+    t_maps = _timeit(maps, repeats) * frames / (len(steps) * batch_frames)
     rows = []
     for precision in precisions:
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        dtype = torch.bfloat16 if precision == "bf16" else None
 
-        def step(dtype=dtype):
-            with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
-                model(heatmaps, coarse, ref)
+        def run(dtype=dtype):
+            model.render(kp, None, coarse, ref, batch_frames=batch_frames, autocast_dtype=dtype)
             _sync(device)
 
-        t_net = _timeit(step, repeats)
+        t_all = _timeit(run, repeats)
         rows.append(
             {
                 "resolution": res,
                 "precision": precision,
-                "chunk_frames": chunk,
-                "heatmaps_ms_per_frame": 1000 * t_maps / chunk,
-                "network_ms_per_frame": 1000 * t_net / chunk,
-                "fps": chunk / (t_maps + t_net),
-                "network_fps": chunk / t_net,
+                "frames": frames,
+                "batch_frames": batch_frames,
+                "heatmaps_ms_per_frame": 1000 * t_maps / frames,
+                "network_ms_per_frame": 1000 * max(t_all - t_maps, 0.0) / frames,
+                "fps": frames / t_all,
+                "real_time_factor_30fps": frames / t_all / 30,
             }
         )
         print(rows[-1])
@@ -88,12 +108,15 @@ def bench_resolution(
 def bench_stu(
     model_dir: Path | None,
     resolutions: list[int],
-    chunk: int,
+    frames: int,
+    batch_frames: int,
     repeats: int,
     device: str,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> list[dict]:
-    base = STUModel.from_pretrained(model_dir) if model_dir else STUModel()
+    from apvg_hf import default_pipeline_path
+
+    base = STUModel.from_pretrained(model_dir or default_pipeline_path() / "stu")
     rows = []
     for res in resolutions:
         model = (
@@ -101,7 +124,7 @@ def bench_stu(
             if res == base.config.resolution
             else STUModel.from_config({**base.config, "resolution": res})
         )
-        rows += bench_resolution(model.to(device).eval(), chunk, repeats, device, precisions)
+        rows += bench_resolution(model.to(device).eval(), frames, batch_frames, repeats, device, precisions)
     return rows
 
 
@@ -281,16 +304,17 @@ def cpu_name() -> str:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        f"STU inference on {meta['device']} ({meta['threads']} threads), batch 1, "
-        f"{rows[0]['chunk_frames']}-frame chunks, median of {meta['repeats']}.",
+        f"STU inference on {meta['device']} ({meta['threads']} threads), as the pipeline runs it: "
+        f"{rows[0]['frames']} frames, {rows[0]['batch_frames']} a step, batch 1, the maps rendered into the "
+        f"step's input, frames back on the host each step; median of {meta['repeats']}.",
         "",
-        "| resolution | precision | heatmaps ms/frame | network ms/frame | frames/s (total) |",
-        "|---|---|---|---|---|",
+        "| resolution | precision | heatmaps ms/frame | network ms/frame | frames/s | × real time at 30 fps |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['resolution']} | {r['precision']} | {r['heatmaps_ms_per_frame']:.1f} | "
-            f"{r['network_ms_per_frame']:.1f} | {r['fps']:.1f} |"
+            f"{r['network_ms_per_frame']:.1f} | {r['fps']:.1f} | {r['real_time_factor_30fps']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -306,7 +330,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--memory-seconds", type=float, nargs="*", default=[10, 60, 300],
                     help="pipeline: audio lengths of the memory runs (none: skip)")  # fmt: skip
     ap.add_argument("--memory-precision", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--chunk", type=int, default=16, help="stu: frames per chunk")
+    ap.add_argument("--frames", type=int, default=32, help="stu: frames per timed run")
+    ap.add_argument(
+        "--batch-frames",
+        type=int,
+        default=4,
+        help="stu: frames per STU step (the pipeline's stu_batch; more on a GPU)",
+    )
     ap.add_argument(
         "--repeats", type=int, default=None, help="timed repeats (stu: 5, median; pipeline: 2, fastest)"
     )
@@ -339,7 +369,8 @@ def _run(args) -> dict:
         rows = bench_stu(
             Path(args.model) if args.model else None,
             args.resolutions,
-            args.chunk,
+            args.frames,
+            args.batch_frames,
             args.repeats,
             args.device,
             tuple(args.precisions),

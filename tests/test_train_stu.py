@@ -219,10 +219,11 @@ def test_benchmark_script_writes_results(tmp_path):
     STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=32).save_pretrained(tmp_path / "stu")
     out = tmp_path / "bench.json"
     load_script("benchmark").main(
-        ["stu", "--model", str(tmp_path / "stu"), "--resolutions", "32", "64", "--chunk", "2"]
-        + ["--repeats", "1", "--output", str(out)]
+        ["stu", "--model", str(tmp_path / "stu"), "--resolutions", "32", "64", "--frames", "6"]
+        + ["--batch-frames", "3", "--repeats", "1", "--device", "cpu", "--output", str(out)]
     )
     rows = json.loads(out.read_text())["rows"]
+    assert all(r["frames"] == 6 and r["batch_frames"] == 3 for r in rows)
     assert [(r["resolution"], r["precision"]) for r in rows] == [
         (32, "fp32"),
         (32, "bf16"),
