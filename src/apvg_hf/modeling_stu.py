@@ -197,14 +197,12 @@ class STUModel(ModelMixin, ConfigMixin):
         return STUOutput(frames=frames, state=state)
 
     def input_buffer(self, frames: int, height: int, width: int, device=None, dtype=None) -> torch.Tensor:
-        """An empty (frames, K + L + 6, H, W) input in the layout the convolutions want: channels-last
-        on CPU (oneDNN's fast path), where the maps can be rendered in place (`keypoints_to_heatmaps(out=)`)."""
+        """An empty (frames, K + L + 6, H, W) input in the layout the convolutions want, channels-last
+        (oneDNN's fast path on CPU, tensor cores' on GPU; `iter_render` puts the weights in it too), where
+        the maps can be rendered in place (`keypoints_to_heatmaps(out=)`)."""
         c = self.config
-        memory = (
-            torch.channels_last if torch.device(device or "cpu").type == "cpu" else torch.contiguous_format
-        )
         shape = (frames, c.num_keypoints + c.num_limbs + 6, height, width)
-        return torch.empty(shape, device=device, dtype=dtype, memory_format=memory)
+        return torch.empty(shape, device=device, dtype=dtype, memory_format=torch.channels_last)
 
     def assemble_inputs(
         self,
