@@ -128,6 +128,88 @@ def bench_stu(
     return rows
 
 
+def bench_train_stu(
+    model_dir: Path | None,
+    resolutions: list[int],
+    batch_size: int,
+    window_frames: int,
+    burn_in_frames: int,
+    repeats: int,
+    device: str,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> list[dict]:
+    """Training steps/s of the STU generator as `apvg_hf.training.stu` takes them: burn-in frames without
+    gradients, the scored window with them, the reconstruction losses (L1, SSIM, temporal), backward and
+    an AdamW step, on random inputs of the training shapes (no data loading, no discriminator)."""
+    from apvg_hf import default_pipeline_path
+    from apvg_hf.training.stu_objective import reconstruction_losses
+
+    base = STUModel.from_pretrained(model_dir or default_pipeline_path() / "stu")
+    rows = []
+    for res in resolutions:
+        model = STUModel.from_config({**base.config, "resolution": res}).to(device).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(0)
+        B, T, C = (
+            batch_size,
+            burn_in_frames + window_frames,
+            model.config.num_keypoints + model.config.num_limbs,
+        )
+        kp = 0.3 + 0.4 * torch.rand(B * T, model.config.num_keypoints, 2, generator=g)
+        hm = model.render_heatmaps(kp).view(B, T, C, res, res).to(device)
+        coarse = torch.rand(B, T, 3, 32, 32, generator=g).to(device)
+        ref = torch.rand(B, 3, res, res, generator=g).to(device)
+        real = torch.rand(B, window_frames, 3, res, res, generator=g).to(device)
+        for precision in precisions:
+            dtype = torch.bfloat16 if precision == "bf16" else None
+
+            def step(dtype=dtype, model=model, opt=opt, hm=hm, coarse=coarse, ref=ref, real=real):
+                with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+                    state = None
+                    if burn_in_frames:
+                        with torch.no_grad():
+                            state = model(hm[:, :burn_in_frames], coarse[:, :burn_in_frames], ref).state
+                    fake = model(hm[:, burn_in_frames:], coarse[:, burn_in_frames:], ref, state=state).frames
+                    loss = sum(reconstruction_losses(fake, real).values())
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                _sync(device)
+
+            t = _timeit(step, repeats)
+            rows.append(
+                {
+                    "resolution": res,
+                    "precision": precision,
+                    "batch_size": B,
+                    "window_frames": window_frames,
+                    "burn_in_frames": burn_in_frames,
+                    "steps_per_s": 1.0 / t,
+                    "ms_per_step": 1000 * t,
+                }
+            )
+            print(rows[-1])
+    return rows
+
+
+def markdown_train(rows: list[dict], meta: dict) -> str:
+    r0 = rows[0]
+    lines = [
+        f"STU training steps on {meta['device']} ({meta['threads']} threads): batch {r0['batch_size']} windows "
+        f"of {r0['burn_in_frames']} burn-in + {r0['window_frames']} scored frames, generator forward, "
+        f"reconstruction losses, backward and AdamW (no data loading, no discriminator); median of "
+        f"{meta['repeats']}.",
+        "",
+        "| resolution | precision | steps/s | ms/step |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['resolution']} | {r['precision']} | {r['steps_per_s']:.2f} | {r['ms_per_step']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "spaces_demo" / "examples"
 
 
@@ -321,7 +403,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", choices=["pipeline", "stu"], default="pipeline")
+    ap.add_argument("what", nargs="?", choices=["pipeline", "stu", "train-stu"], default="pipeline")
     ap.add_argument(
         "--model", help="pipeline folder (pipeline) or STU folder (stu); default: the embedded one"
     )
@@ -331,6 +413,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="pipeline: audio lengths of the memory runs (none: skip)")  # fmt: skip
     ap.add_argument("--memory-precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--frames", type=int, default=32, help="stu: frames per timed run")
+    ap.add_argument("--batch-size", type=int, default=4, help="train-stu: windows per step (stu.yaml: 4)")
+    ap.add_argument("--window-frames", type=int, default=6, help="train-stu: scored frames per window")
+    ap.add_argument("--burn-in-frames", type=int, default=2, help="train-stu: burn-in frames per window")
     ap.add_argument(
         "--batch-frames",
         type=int,
@@ -349,7 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--output", type=Path, default=Path("outputs/benchmark.json"), help="results .json (a .md beside it)"
     )
     args = ap.parse_args(argv)
-    args.repeats = args.repeats or (5 if args.what == "stu" else 2)
+    args.repeats = args.repeats or (2 if args.what == "pipeline" else 5)
     torch.set_flush_denormal(True)
     try:
         return _run(args)
@@ -365,7 +450,20 @@ def _run(args) -> dict:
         "torch": torch.__version__,
         "model": args.model,
     }
-    if args.what == "stu":
+    if args.what == "train-stu":
+        rows = bench_train_stu(
+            Path(args.model) if args.model else None,
+            args.resolutions,
+            args.batch_size,
+            args.window_frames,
+            args.burn_in_frames,
+            args.repeats,
+            args.device,
+            tuple(args.precisions),
+        )
+        meta["repeats"] = args.repeats
+        out, md = {"meta": meta, "rows": rows}, markdown_train(rows, meta)
+    elif args.what == "stu":
         rows = bench_stu(
             Path(args.model) if args.model else None,
             args.resolutions,

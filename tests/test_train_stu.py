@@ -231,3 +231,18 @@ def test_benchmark_script_writes_results(tmp_path):
         (64, "bf16"),
     ]
     assert all(r["fps"] > 0 for r in rows) and "| 64 | bf16 |" in out.with_suffix(".md").read_text()
+
+
+def test_training_step_benchmark_writes_results(tmp_path):
+    STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=32).save_pretrained(tmp_path / "stu")
+    out = tmp_path / "train.json"
+    load_script("benchmark").main(
+        ["train-stu", "--model", str(tmp_path / "stu"), "--resolutions", "32", "--batch-size", "2"]
+        + ["--window-frames", "3", "--burn-in-frames", "1", "--repeats", "1", "--precisions", "fp32"]
+        + ["--device", "cpu", "--output", str(out)]
+    )
+    (row,) = json.loads(out.read_text())["rows"]
+    assert (row["resolution"], row["batch_size"], row["window_frames"]) == (32, 2, 3) and row[
+        "steps_per_s"
+    ] > 0
+    assert "| 32 | fp32 |" in out.with_suffix(".md").read_text()
