@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> dict:
         if c or not a  # approaching without contact is the same as no contact
     ]
     model = KHPModel.from_pretrained(args.model).eval()
-    extractor = APVGFeatureExtractor.from_pretrained(args.model.parent / "feature_extractor")
+    try:  # a training output keeps its feature extractor beside the weights; a pipeline in a sibling folder
+        extractor = APVGFeatureExtractor.from_pretrained(args.model)
+    except OSError:
+        extractor = APVGFeatureExtractor.from_pretrained(args.model.parent / "feature_extractor")
     clips = load_clips(args.dataset, args.split, extractor, 0, args.limit)
     results = sweep_key_contact(model, clips, grid)
 
