@@ -53,7 +53,9 @@ class TrainKHPConfig:
     dataset: list[str] | str = "data/virtual_pianist_small"  # folder(s) from scripts/build_dataset.py
     init_from: str | None = None  # start from a saved KHP (fine-tuning) instead of a fresh one
     output_dir: str = "outputs/khp"
-    model: KHPConfigArgs = field(default_factory=KHPConfigArgs)  # KHPConfig kwargs (unused with init_from)
+    # KHPConfig kwargs; with init_from, those set (not at their defaults) override the loaded config's:
+    # loss weights, key contact, pointer target, decoding thresholds (not the architecture's sizes)
+    model: KHPConfigArgs = field(default_factory=KHPConfigArgs)
     feature_extractor: FeatureExtractorArgs = field(default_factory=FeatureExtractorArgs)  # its kwargs
     steps: int = 2000  # optimizer steps
     batch_size: int = 16  # windows per process per micro-step
@@ -220,7 +222,9 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     # 1. Data: cached arrays (the main process prepares them first, the others read the cache).
     extractor = APVGFeatureExtractor(**asdict(cfg.feature_extractor))
     if cfg.init_from:
-        model_config = KHPConfig.from_pretrained(cfg.init_from)
+        defaults = asdict(KHPConfigArgs())
+        overrides = {k: v for k, v in asdict(cfg.model).items() if v != defaults[k]}
+        model_config = KHPConfig.from_pretrained(cfg.init_from, **overrides)
         if model_config.feature_size != extractor.feature_size:
             raise ValueError(
                 f"{cfg.init_from} reads {model_config.feature_size} features per frame but the feature "
@@ -254,7 +258,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
     if cfg.init_from:
-        model = KHPModel.from_pretrained(cfg.init_from)
+        model = KHPModel.from_pretrained(cfg.init_from, config=model_config)
     else:
         model = KHPModel(model_config)
         model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
