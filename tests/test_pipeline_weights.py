@@ -42,8 +42,11 @@ def test_committed_khp_loads_hears_the_notes_and_plays_them():
     from apvg_hf.piano_roll import notes_to_roll
 
     model, fe = committed()
-    recipe = yaml.safe_load((KHP_DIR.parent / "khp.yaml").read_text())
-    for key, value in recipe["model"].items():
+    # the two recipes: khp.yaml, then the fine-tune khp_contact.yaml, whose model fields override
+    first, second = (
+        yaml.safe_load((KHP_DIR.parent / f).read_text()) for f in ("khp.yaml", "khp_contact.yaml")
+    )
+    for key, value in (first["model"] | second["model"]).items():
         assert getattr(model.config, key) == value, key
     wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
     feats = fe(wave, sampling_rate=16000)["input_features"][0]

@@ -150,7 +150,13 @@ def test_fine_tune_from_a_saved_model_on_several_datasets(tiny_dataset, tmp_path
     d = tiny_dataset[0]
     tuned = khp.main(
         [f"--dataset=[{d}, {d}]", f"--output_dir={tmp_path / 'b'}", f"--init_from={first}", *TINY[6:]]
-        + ["--steps=1", "--eval_every=0", "--checkpoint_every=0", "--learning_rate=0", "--model.loss_bone=0.25"]
+        + [
+            "--steps=1",
+            "--eval_every=0",
+            "--checkpoint_every=0",
+            "--learning_rate=0",
+            "--model.loss_bone=0.25",
+        ]
     )
     a, b = load_file(first / "model.safetensors"), load_file(tuned / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)  # lr 0: the weights it started from, unchanged
