@@ -116,7 +116,7 @@ def bench_stu(
 ) -> list[dict]:
     from apvg_hf import default_pipeline_path
 
-    base = STUModel.from_pretrained(model_dir or default_pipeline_path() / "stu")
+    base = STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
     rows = []
     for res in resolutions:
         model = (
@@ -144,7 +144,7 @@ def bench_train_stu(
     from apvg_hf import default_pipeline_path
     from apvg_hf.training.stu_objective import reconstruction_losses
 
-    base = STUModel.from_pretrained(model_dir or default_pipeline_path() / "stu")
+    base = STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
     rows = []
     for res in resolutions:
         model = STUModel.from_config({**base.config, "resolution": res}).to(device).train()
