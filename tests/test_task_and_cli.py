@@ -105,18 +105,19 @@ def test_video_layouts_and_size(pipe_dir, tmp_path):
 def test_failure_mid_generation_leaves_no_file(pipe_dir, tmp_path, monkeypatch):
     pipe = APVGPipeline.from_pretrained(pipe_dir)
     calls = {"n": 0}
-    forward = pipe.stu.forward
+    run = pipe.stu.run  # the network on one step's assembled input
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("out of memory (simulated)")
-        return forward(*args, **kwargs)
+        return run(*args, **kwargs)
 
-    monkeypatch.setattr(pipe.stu, "forward", flaky)
+    monkeypatch.setattr(pipe.stu, "run", flaky)
     target = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="simulated"):
         pipe(tone(2.0), sampling_rate=SR, chunk_seconds=0.5, output_path=target, show_progress=False)
+    assert calls["n"] == 3
     assert list(tmp_path.iterdir()) == []  # neither the video nor a partial file
 
 
