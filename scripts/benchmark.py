@@ -105,6 +105,13 @@ def bench_resolution(
     return rows
 
 
+def _stu(model_dir: Path | None) -> STUModel:
+    """The STU in `model_dir`, or the embedded pipeline's."""
+    from apvg_hf import default_pipeline_path
+
+    return STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
+
+
 def bench_stu(
     model_dir: Path | None,
     resolutions: list[int],
@@ -114,9 +121,7 @@ def bench_stu(
     device: str,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
 ) -> list[dict]:
-    from apvg_hf import default_pipeline_path
-
-    base = STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
+    base = _stu(model_dir)
     rows = []
     for res in resolutions:
         model = (
@@ -141,10 +146,9 @@ def bench_train_stu(
     """Training steps/s of the STU generator as `apvg_hf.training.stu` takes them: burn-in frames without
     gradients, the scored window with them, the reconstruction losses (L1, SSIM, temporal), backward and
     an AdamW step, on random inputs of the training shapes (no data loading, no discriminator)."""
-    from apvg_hf import default_pipeline_path
     from apvg_hf.training.stu_objective import reconstruction_losses
 
-    base = STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
+    base = _stu(model_dir)
     rows = []
     for res in resolutions:
         model = STUModel.from_config({**base.config, "resolution": res}).to(device).train()
@@ -450,37 +454,33 @@ def _run(args) -> dict:
         "torch": torch.__version__,
         "model": args.model,
     }
-    if args.what == "train-stu":
-        rows = bench_train_stu(
-            Path(args.model) if args.model else None,
-            args.resolutions,
-            args.batch_size,
-            args.window_frames,
-            args.burn_in_frames,
-            args.repeats,
-            args.device,
-            tuple(args.precisions),
-        )
+    model_dir = Path(args.model) if args.model else None
+    precisions = tuple(args.precisions)
+    if args.what in ("stu", "train-stu"):
+        if args.what == "stu":
+            rows = bench_stu(
+                model_dir,
+                args.resolutions,
+                args.frames,
+                args.batch_frames,
+                args.repeats,
+                args.device,
+                precisions,
+            )
+        else:
+            rows = bench_train_stu(
+                model_dir, args.resolutions, args.batch_size, args.window_frames, args.burn_in_frames,
+                args.repeats, args.device, precisions,
+            )  # fmt: skip
         meta["repeats"] = args.repeats
-        out, md = {"meta": meta, "rows": rows}, markdown_train(rows, meta)
-    elif args.what == "stu":
-        rows = bench_stu(
-            Path(args.model) if args.model else None,
-            args.resolutions,
-            args.frames,
-            args.batch_frames,
-            args.repeats,
-            args.device,
-            tuple(args.precisions),
-        )
-        meta["repeats"] = args.repeats
-        out, md = {"meta": meta, "rows": rows}, markdown(rows, meta)
+        md = (markdown if args.what == "stu" else markdown_train)(rows, meta)
+        out = {"meta": meta, "rows": rows}
     else:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_pipeline(
-                args.model, args.resolutions, args.seconds, args.repeats, Path(tmp), tuple(args.precisions)
+                args.model, args.resolutions, args.seconds, args.repeats, Path(tmp), precisions
             )
             memory = [
                 measure_memory(args.model, s, args.memory_precision, Path(tmp)) for s in args.memory_seconds

@@ -310,12 +310,19 @@ class KHPKeyboard(nn.Module):
         activity = self.activity(roll).view(B, N, self.pointer_dim, T).permute(0, 3, 1, 2)  # (B, T, 88, P)
         return notes, keys, activity
 
+    @staticmethod
+    def key_axes(quads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 88, 4, 2) key-top quads (front-left, front-right, back-right, back-left) -> the middle of
+        each key's front edge (B, 88, 2) and the vector from it to the middle of the back edge."""
+        front = (quads[:, :, 0] + quads[:, :, 1]) / 2
+        return front, (quads[:, :, 2] + quads[:, :, 3]) / 2 - front
+
     def press_points(self, quads: torch.Tensor) -> torch.Tensor:
-        """(B, 88, 4, 2) key-top quads (front-left, front-right, back-right, back-left) -> (B, 88, 2):
-        where a fingertip presses each key, `press_depth` of the way from its front edge to its back."""
-        front, back = (quads[:, :, 0] + quads[:, :, 1]) / 2, (quads[:, :, 2] + quads[:, :, 3]) / 2
+        """(B, 88, 4, 2) key-top quads -> (B, 88, 2): where a fingertip presses each key, `press_depth`
+        of the way from its front edge to its back."""
+        front, length = self.key_axes(quads)
         depth = torch.tensor(self.press_depth, dtype=quads.dtype, device=quads.device)
-        return front + (back - front) * depth[None, :, None]
+        return front + length * depth[None, :, None]
 
     def contact(self, logits: torch.Tensor, piano_roll: torch.Tensor, frames: int) -> torch.Tensor:
         """Which fingertip sits on which key: (B, T, 10, 88) in {0, 1}.
@@ -381,8 +388,8 @@ class KHPKeyboard(nn.Module):
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
             if approach_frames:
                 near = self.approach(touch, approach_frames)  # (B, T, 10, 88)
-                back = (quads[:, :, 2] + quads[:, :, 3] - quads[:, :, 0] - quads[:, :, 1]).to(h.dtype) / 2
-                raised = torch.einsum("btfk,bkx->btfx", near, press + lift * back)  # weighted
+                length = self.key_axes(quads)[1].to(h.dtype)  # (B, 88, 2): front -> back
+                raised = torch.einsum("btfk,bkx->btfx", near, press + lift * length)  # weighted
                 coming = near.sum(-1, keepdim=True)  # (B, T, 10, 1): > 0 while a fingertip comes down
                 tips = raised + (1 - coming) * tips  # eases from where it was to above the key
         return tips, logits

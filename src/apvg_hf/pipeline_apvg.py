@@ -556,10 +556,7 @@ class APVGPipeline(DiffusionPipeline):
                                 compose_frames, pictures, sel[0].numpy(), sel[1].numpy(), sel[2].numpy(),
                                 video_layout, video_size, keyboard_quads=quads, sounding=lit,
                             )  # fmt: skip
-                            if isinstance(writer, BackgroundWriter):
-                                writer.submit(compose)
-                            else:
-                                writer.write(compose())
+                            writer.submit(compose)  # now, or on the writer thread
                         clock.lap("encoding")
                     c += m
                 if bar is not None:

@@ -285,7 +285,20 @@ def rgb_to_yuv_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.clip(np.rint(planes), 0, 255).astype(np.uint8), format=pix_fmt)
 
 
-class VideoWriter:
+class _ClosesOrAborts:
+    """`with writer:` closes it on success and aborts it (no file left) on an error."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class VideoWriter(_ClosesOrAborts):
     """Streaming mp4 writer: H.264 frames as they come (memory stays flat), the audio (given up front:
     the container's streams are fixed before the first packet) muxed as AAC on close.
 
@@ -386,6 +399,10 @@ class VideoWriter:
                 self._container.mux(packet)
             self.frames_written += 1
 
+    def submit(self, make: Callable[..., np.ndarray], *args) -> None:
+        """`write(make(*args))` now: the same call as `BackgroundWriter.submit`, in this thread."""
+        self.write(make(*args))
+
     def close(self) -> Path | None:
         """Flush the video, mux the audio as AAC, and publish the file (renamed into place)."""
         if self._stream is None:
@@ -416,17 +433,8 @@ class VideoWriter:
         if self.path is not None:
             self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> VideoWriter:
-        return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class BackgroundWriter:
+class BackgroundWriter(_ClosesOrAborts):
     """Encode on a worker thread while the caller goes on generating: `submit(make, *args)` queues
     `writer.write(make(*args))` (composing and encoding both leave the caller's thread; PyAV and numpy
     release the GIL while they work). At most `max_pending` submissions wait, so memory stays bounded;
@@ -503,15 +511,6 @@ class BackgroundWriter:
         self._finish()
         self._error = None
         self.writer.abort()
-
-    def __enter__(self) -> BackgroundWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def encode_video(
