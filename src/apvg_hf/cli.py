@@ -2,6 +2,7 @@
 
     apvg generate etude.wav -o etude.mp4 [--model M] [--fps N] [--overlay | --layout side-by-side]
     apvg generate etude.mid -o etude.mp4 [--highlight-keys]     (a MIDI file: .mid/.midi, or --midi)
+    apvg preprocess VIDEO... -o DATASET [--performer NAME] [--crop X0 Y0 SIDE] [--keyboard-corners ...]
     apvg info [--model M]
     apvg push FOLDER OWNER/NAME [--dataset] [--private]
 
@@ -104,6 +105,65 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_preprocess(args) -> int:
+    from .data.real import PreprocessConfig, preprocess_videos
+
+    opts = {
+        k: v for k, v in vars(args).items() if k in PreprocessConfig.__dataclass_fields__ and v is not None
+    }
+    cfg = PreprocessConfig(**opts)
+    for v in args.videos:
+        if not Path(v).is_file():
+            raise FileNotFoundError(f"no video at {v}")
+    report = preprocess_videos(args.videos, args.output, cfg, progress=not args.quiet)
+    if not args.quiet:
+        for v in report["videos"]:
+            d, a = v["detections"], v["audio_motion"]
+            print(
+                f"{v['video']}: {d['frames']} frames, crop {v['crop']['mode']} {v['crop']['first_box_x0_y0_side']}, "
+                f"hands found {d['left_hand_found_fraction']:.0%} (left) {d['right_hand_found_fraction']:.0%} (right), "
+                f"{d['hands_swapped']} swapped, {d['hands_duplicated']} duplicated; motion follows the sound "
+                f"best at {a['best_lag_frames']:+d} frames (r = {a['correlation_at_best']:.2f})"
+            )
+        print(f"wrote {args.output}: clips {report['clips']} (preview.png, preprocess.json inside)")
+    return 0
+
+
+def add_preprocess_arguments(ap: argparse.ArgumentParser) -> None:
+    """`apvg preprocess` / `scripts/preprocess.py` options: the fields of `PreprocessConfig`."""
+    from .data.real import PreprocessConfig
+
+    d = PreprocessConfig()
+    ap.add_argument("videos", nargs="+", help="performance videos with sound (any format PyAV reads)")
+    ap.add_argument("-o", "--output", required=True, type=Path, help="the dataset folder to write")
+    ap.add_argument("--performer", help=f"who plays: the appearance column (default {d.performer!r})")
+    ap.add_argument("--licence", help="the footage's licence, recorded in every row")
+    ap.add_argument("--title", help="the title column (default: the file name)")
+    ap.add_argument("--composer")
+    ap.add_argument("--size", type=int, help=f"side of the output frames (default {d.size})")
+    ap.add_argument("--crop", type=int, nargs=3, metavar=("X0", "Y0", "SIDE"),
+                    help="a fixed square crop in source pixels (default: found around the performer)")  # fmt: skip
+    ap.add_argument("--crop-mode", choices=["auto", "fixed", "tracked"], help="automatic crop kind")
+    ap.add_argument("--crop-margin", type=float, help=f"default {d.crop_margin}")
+    ap.add_argument("--keyboard-corners", type=float, nargs=8, metavar="XY",
+                    help="source pixels x y of: the front edge at A0 (lowest key), the front edge at C8, "
+                         "the back edge at C8, the back edge at A0 (front: the performer's side)")  # fmt: skip
+    ap.add_argument("--audio-offset-seconds", type=float, help="shift the audio (positive: later)")
+    ap.add_argument("--clip-seconds", type=float, help=f"default {d.clip_seconds}")
+    ap.add_argument("--test-seconds", type=float, help=f"the end of each video (default {d.test_seconds})")
+    ap.add_argument(
+        "--validation-seconds", type=float, help=f"before the test part (default {d.validation_seconds})"
+    )
+    ap.add_argument(
+        "--gap-seconds", type=float, help=f"dropped at split boundaries (default {d.gap_seconds})"
+    )
+    ap.add_argument(
+        "--max-gap-seconds", type=float, help=f"longest hand gap kept visible (default {d.max_gap_seconds})"
+    )
+    ap.add_argument("--smooth-sigma-frames", type=float, help=f"default {d.smooth_sigma_frames}")
+    ap.add_argument("-q", "--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="apvg", description="Audio-driven performance video generation.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -129,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser(
+        "preprocess", help="performance videos -> a dataset (pose, crop, audio, split by time)"
+    )
+    add_preprocess_arguments(r)
+    r.set_defaults(func=cmd_preprocess)
 
     i = sub.add_parser("info", help="what a pipeline holds")
     i.add_argument("--model", help="a pipeline folder or Hub repo id (default: the embedded pipeline)")

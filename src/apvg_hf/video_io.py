@@ -555,17 +555,23 @@ def _open(source: str | os.PathLike | bytes):
     return av.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else str(source))
 
 
-def read_video(source: str | os.PathLike | bytes, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Decode frames [start, stop) of an mp4 (path or bytes) -> (T, H, W, 3) uint8."""
-    out = []
+def iter_video(source: str | os.PathLike | bytes, start: int = 0, stop: int | None = None):
+    """Decode frames [start, stop) of a video (path or bytes) one at a time: (H, W, 3) uint8 each."""
     with _open(source) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if stop is not None and i >= stop:
                 break
             if i >= start:
-                out.append(frame.to_ndarray(format="rgb24"))
+                yield frame.to_ndarray(format="rgb24")
+
+
+def read_video(source: str | os.PathLike | bytes, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Decode frames [start, stop) of an mp4 (path or bytes) -> (T, H, W, 3) uint8."""
+    out = list(iter_video(source, start, stop))
     if not out:
         raise ValueError("no frames decoded (empty range or not a video)")
     return np.stack(out)

@@ -151,7 +151,11 @@ def load_clips(
                         "camera",
                     )
                 }
-                | {"keyboard_quads": np.asarray(row["keyboard_quads"], dtype=np.float32).tolist()}
+                | {  # None for real videos preprocessed without keyboard corners
+                    "keyboard_quads": None
+                    if row["keyboard_quads"] is None
+                    else np.asarray(row["keyboard_quads"], dtype=np.float32).tolist()
+                }
                 | {"sampling_rate": int(sr), "soundfont": row.get("soundfont") or "timgm6mb"}
             )
         for k, v in parts.items():

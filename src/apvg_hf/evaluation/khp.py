@@ -13,7 +13,8 @@ from .keypress import decode_key_presses, f1_from_counts, match_events, note_eve
 def performance_key(clip) -> str:
     """Clips of one performance share the piece, the appearance and the camera."""
     m = clip.meta
-    return f"{m['piece_id']}|{m['appearance']}|{sorted(m['camera'].items())}"
+    camera = sorted(m["camera"].items()) if m.get("camera") else None  # None: a real video
+    return f"{m['piece_id']}|{m['appearance']}|{camera}"
 
 
 def reference_source(clip, clips) -> tuple[int, int]:
