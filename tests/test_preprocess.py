@@ -189,7 +189,7 @@ def test_automatic_crop_holds_the_performer(fixture_video, tmp_path):
     )
     x0, y0, side = report["videos"][0]["crop"]["first_box_x0_y0_side"]
     assert report["videos"][0]["crop"]["mode"] == "fixed"  # the virtual camera does not move
-    assert 0 <= x0 and 0 <= y0 and x0 + side <= W and y0 + side <= H
+    assert x0 >= 0 and y0 >= 0 and x0 + side <= W and y0 + side <= H
     px = kp * [W, H]
     inside = (px[..., 0] >= x0) & (px[..., 0] <= x0 + side) & (px[..., 1] >= y0) & (px[..., 1] <= y0 + side)
     assert inside.mean() > 0.97
@@ -253,3 +253,55 @@ def test_mediapipe_on_the_fixture(fixture_video, tmp_path):
     shoulders = [sk.INDEX["left_shoulder"], sk.INDEX["right_shoulder"]]
     err = np.linalg.norm((track.keypoints[found][:, shoulders] - kp[found][:, shoulders]) * [W, H], axis=-1)
     assert np.median(err) < 6  # pixels at 160 x 120
+
+
+def test_personalise_tiny_models_on_a_preprocessed_video(preprocessed, tiny_dataset, tmp_path):
+    """Fine-tuning recipes run on a real-video dataset: a note-aware KHP (no notes in the data: it plays
+    what it transcribes; key quads from the corners) and an STU, both from saved models."""
+    import torch
+    from safetensors.torch import load_file
+
+    from apvg_hf import KHPModel
+    from apvg_hf.training import khp, stu
+    from test_train_khp import NOTES
+    from test_train_khp import TINY as KHP_TINY
+    from test_train_stu import TINY as STU_TINY
+
+    out = preprocessed[0]
+    base = khp.main(
+        [f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'khp0'}", *KHP_TINY, *NOTES,
+         "--steps=1", "--eval_every=0", "--checkpoint_every=0"]
+    )  # fmt: skip
+    tuned = khp.main(
+        [f"--dataset={out}", f"--output_dir={tmp_path / 'khp1'}", f"--init_from={base}", *KHP_TINY[6:],
+         "--window_frames=40", "--steps=2", "--eval_every=2", "--checkpoint_every=0",
+         "--model.loss_transcription=0.0", "--feature_extractor.feature_size=64",
+         "--feature_extractor.n_fft=512", "--feature_extractor.floor_db=70"]
+    )  # fmt: skip
+    assert KHPModel.from_pretrained(tuned).config.loss_transcription == 0.0
+    a, b = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # it learned from the real clip
+    s0 = stu.main([f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'stu0'}", *STU_TINY, "--steps=1",
+                   "--eval_every=0", "--checkpoint_every=0"])  # fmt: skip
+    s1 = stu.main([f"--dataset={out}", f"--output_dir={tmp_path / 'stu1'}", f"--init_from={s0}", *STU_TINY,
+                   "--steps=2", "--eval_every=2", "--checkpoint_every=0", "--coarse_dropout=0.5"])  # fmt: skip
+    assert any(s1.glob("*.safetensors"))
+
+
+def test_note_aware_khp_needs_keyboard_corners(fixture_video, tiny_dataset, tmp_path):
+    from apvg_hf.data.clips import load_clips
+    from apvg_hf.feature_extraction_apvg import APVGFeatureExtractor
+    from apvg_hf.modeling_khp import KHPModel
+    from apvg_hf.training.khp import label_with_transcription
+    from conftest import tiny_khp_config
+
+    path, kp, _ = fixture_video
+    cfg = PreprocessConfig(size=32, test_seconds=1, validation_seconds=1, clip_seconds=3)
+    conf = np.ones(kp.shape[:2], np.float32)
+    preprocess_videos([path], tmp_path / "ds", cfg, estimator=PrecomputedPose(kp, conf, W, H), progress=False)
+    fe = APVGFeatureExtractor(feature_size=64, n_fft=512)
+    clips = load_clips(tmp_path / "ds", "train", fe, coarse_size=16, progress=False)
+    model = KHPModel(tiny_khp_config(architecture="notes", feature_size=64, transcriber_layers=1,
+                                     transcriber_channels=4, key_context=3))  # fmt: skip
+    with pytest.raises(ValueError, match="--keyboard-corners"):
+        label_with_transcription(model, clips, progress=False)

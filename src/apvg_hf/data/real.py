@@ -195,7 +195,7 @@ def clean_track(
     counts |= {f"{h}_detected": int(found[h].sum()) for h in sk.HANDS}
     swapped = duplicates = far = 0
     for t in range(T):
-        dist = lambda h, side: np.linalg.norm(hands[h][t, 0] - wrist_body[side][t])  # noqa: E731
+        dist = lambda h, side, t=t: np.linalg.norm(hands[h][t, 0] - wrist_body[side][t])  # noqa: E731
         if found[L][t] and found[R][t]:
             if np.mean(np.linalg.norm(hands[L][t] - hands[R][t], axis=-1)) < 0.15 * shoulder:
                 duplicates += 1  # both outputs on one hand: keep it on the side it is nearest
@@ -412,7 +412,7 @@ def preprocess_video(path, cfg: PreprocessConfig, estimator=None, progress: bool
     # In sync, fingertips move *ahead* of the sound (they travel to the key, then stop as the note
     # sounds): the virtual pianist, in perfect sync, peaks near -0.27 s. The estimate is noisy on short
     # videos (a 6 s one can peak anywhere), so it only warns on 30 s or more with a clear peak.
-    clear = best >= 0.3 and best > at_zero + 0.15 and T >= 30 * fps
+    clear = best >= 0.3 and best > at_zero + 0.15 and 30 * fps <= T
     if clear and not -0.5 <= lag / fps <= 0.1:
         warnings.warn(
             f"{path.name}: the hands move best with the sound {lag / fps:+.2f} s later than recorded "

@@ -76,22 +76,27 @@ def evaluate_predictor(
     """Score `predict(features) -> keypoints or {"keypoints", "coarse"?}` on clips.
 
     Returns {"body": {...}, "hands": {...}, "all": {...}, "keypress": {precision, recall, f1},
-    "coarse_l1": float (when predicted)}.
+    "coarse_l1": float (when predicted)}. Key presses are scored on the clips that know their notes
+    and keyboard (NaN when none does: real videos).
     """
     metrics = KeypointMetrics(image_size)
     counts = np.zeros(3, dtype=np.int64)
     hits = np.zeros(2, dtype=np.int64)
-    coarse_err, coarse_n = 0.0, 0
+    coarse_err, coarse_n, scored = 0.0, 0, 0
     for clip in clips:
         out = predict(clip)
         out = out if isinstance(out, dict) else {"keypoints": out}
         kp = np.asarray(out["keypoints"])
         metrics.update(kp, clip.keypoints, clip.visibility)
         meta = clip.meta
-        quads = np.asarray(meta["keyboard_quads"])
-        notes = note_events(meta["notes"], meta["fps"], clip.num_frames)
-        counts += match_events(decode_key_presses(kp, quads, meta["keyboard_pitches"]), notes, tolerance=2)
-        hits += note_hits(kp, quads, meta["keyboard_pitches"], notes, tolerance=2)
+        if meta.get("notes") is not None and meta.get("keyboard_quads") is not None:  # not real videos
+            quads = np.asarray(meta["keyboard_quads"])
+            notes = note_events(meta["notes"], meta["fps"], clip.num_frames)
+            counts += match_events(
+                decode_key_presses(kp, quads, meta["keyboard_pitches"]), notes, tolerance=2
+            )
+            hits += note_hits(kp, quads, meta["keyboard_pitches"], notes, tolerance=2)
+            scored += 1
         if "coarse" in out and clip.coarse is not None and clip.coarse.size:
             coarse_err += (
                 float(np.abs(out["coarse"] - clip.coarse.astype(np.float32) / 255).mean()) * clip.num_frames
@@ -100,6 +105,9 @@ def evaluate_predictor(
     result = metrics.compute()
     result["keypress"] = f1_from_counts(*counts.tolist())
     result["keypress"]["note_hit_rate"] = float(hits[0] / max(hits[1], 1))
+    if not scored:  # no clip knows its notes and keys (real videos): nothing to score key presses on
+        result["keypress"] |= {"precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
+        result["keypress"]["note_hit_rate"] = float("nan")
     result["keypress"]["events"] = {
         "matched": int(counts[0]),
         "predicted": int(counts[1]),

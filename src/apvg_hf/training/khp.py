@@ -195,6 +195,29 @@ class WindowSampler:
         return feats.astype(np.float32), roll, true_roll
 
 
+def label_with_transcription(model: KHPModel, clips, progress: bool = True) -> None:
+    """Give clips without notes (real videos) the notes `model` transcribes from their audio, so a
+    note-aware KHP can be fine-tuned on them (its motion decoder plays what it hears, as at inference;
+    set `loss_transcription: 0` so the transcriber does not learn its own guesses). Each clip's
+    `meta["notes_source"]` says "transcribed". Clips need their keyboard's key quads."""
+    from ..piano_roll import roll_to_notes
+
+    if not clips:
+        return
+    missing = [c.meta["piece_id"] for c in clips if c.meta.get("keyboard_quads") is None]
+    if missing:
+        raise ValueError(
+            f"a note-aware KHP needs to know where the keys are, and {missing[0]} has no keyboard_quads: "
+            "preprocess the video with --keyboard-corners"
+        )
+    c = model.config
+    for clip in tqdm(clips, desc="transcribing clips without notes", disable=not progress):
+        probs = model.transcribe(torch.from_numpy(np.array(clip.features)))[0].numpy()  # (T, 88, 3)
+        clip.meta["notes"] = roll_to_notes(probs, clip.meta["fps"], c.onset_threshold, c.frame_threshold)
+        clip.meta["notes_source"] = "transcribed"
+    model.train()
+
+
 def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
     """`evaluate_predictor`'s nested result -> the flat scalars logged at each validation."""
     out = {}
@@ -264,6 +287,8 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         model.set_mean_pose(torch.from_numpy(np.concatenate([c.keypoints for c in train]).mean(0)))
         if notes:
             model.set_mean_keys(torch.from_numpy(np.mean([c.meta["keyboard_quads"] for c in train], 0)))
+    if notes:  # real videos: no keyboard, no notes -> an error, or the model's own transcription
+        label_with_transcription(model, [c for c in train + val if c.meta.get("notes") is None], is_main)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
