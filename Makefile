@@ -17,7 +17,7 @@ TORCH_INDEX ?=
 UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
-.PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi preview-data benchmark dataset-small \
+.PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
 	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
@@ -79,6 +79,23 @@ demo: $(VENV)/.installed
 ## demo-midi: the same excerpt from its MIDI file (the notes as written: no transcription) -> outputs/demo_midi.mp4
 demo-midi: $(VENV)/.installed
 	$(VENV)/bin/apvg generate $(DEMO_MIDI) -o outputs/demo_midi.mp4 --layout side-by-side --size 256 --highlight-keys
+
+## demo-real: the fourMs pianist (personalised, committed weights) plays the Mozart example -> outputs/demo_real.mp4
+##   (fetches the clip from PyPI and preprocesses it on first use: a few minutes)
+demo-real: $(VENV)/.installed
+	$(PY) scripts/personalise.py pipelines/fourms-pianist --no-train
+	$(VENV)/bin/apvg generate $(DEMO_AUDIO) --model outputs/fourms-pianist-pipeline -o outputs/demo_real.mp4 --layout side-by-side --size 256
+
+## personalise-fourms: the whole fourMs recipe: fetch, preprocess, fine-tune STU and KHP (resumes), assemble
+personalise-fourms: $(VENV)/.installed
+	$(PY) scripts/personalise.py pipelines/fourms-pianist
+
+## evaluate-real: the personalised pipeline on the clip's held-out last 20 s, beside baselines
+evaluate-real: $(VENV)/.installed
+	$(PY) scripts/personalise.py pipelines/fourms-pianist --no-train
+	$(PY) scripts/evaluate_real.py --dataset data/fourms_pianist --khp pipelines/fourms-pianist/khp \
+		--stu pipelines/fourms-pianist/stu --output pipelines/fourms-pianist/results.json \
+		--video outputs/fourms_side_by_side.mp4 --shareable-video docs/media/fourms_pose_vs_generated.mp4
 
 ## preview-data: a virtual-pianist performance with its ground-truth skeleton -> outputs/preview.mp4
 preview-data: $(VENV)/.installed
