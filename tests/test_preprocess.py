@@ -314,3 +314,50 @@ def test_note_aware_khp_needs_keyboard_corners(fixture_video, tiny_dataset, tmp_
                                      transcriber_channels=4, key_context=3))  # fmt: skip
     with pytest.raises(ValueError, match="--keyboard-corners"):
         label_with_transcription(model, clips, progress=False)
+
+
+def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_path, capsys):
+    """scripts/personalise.py's library: an interrupted STU run resumes, both fine-tunes land in the
+    recipe folder, the assembled pipeline generates; a second call with --no-train reuses the weights."""
+    import yaml
+
+    from apvg_hf import APVGPipeline
+    from apvg_hf.training import khp, personalise, stu
+    from test_train_khp import NOTES
+    from test_train_khp import TINY as KHP_TINY
+    from test_train_stu import TINY as STU_TINY
+
+    dataset, *_ = preprocessed
+    k0 = khp.main([f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 'k0'}", *KHP_TINY, *NOTES,
+                   "--steps=1", "--eval_every=0", "--checkpoint_every=0"])  # fmt: skip
+    s0 = stu.main([f"--dataset={tiny_dataset[0]}", f"--output_dir={tmp_path / 's0'}", *STU_TINY, "--steps=1",
+                   "--eval_every=0", "--checkpoint_every=0"])  # fmt: skip
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    common = {"dataset": str(dataset), "steps": 2, "eval_every": 0, "checkpoint_every": 1, "log_every": 1,
+              "warmup_steps": 1, "batch_size": 2}  # fmt: skip
+    (folder / "stu.yaml").write_text(yaml.safe_dump(common | {
+        "init_from": str(s0), "output_dir": str(tmp_path / "s1"), "window_frames": 3, "burn_in_frames": 1,
+        "coarse_size": 16, "num_workers": 0, "discriminator": {"channels": 8}}))  # fmt: skip
+    (folder / "khp.yaml").write_text(yaml.safe_dump(common | {
+        "init_from": str(k0), "output_dir": str(tmp_path / "k1"), "window_frames": 40, "coarse_frames": 8,
+        "model": {"loss_transcription": 0.0},
+        "feature_extractor": {"feature_size": 64, "n_fft": 512, "floor_db": 70}}))  # fmt: skip
+    (folder / "personalise.yaml").write_text(yaml.safe_dump({
+        "video": str(tmp_path / "unused.mp4"), "dataset": str(dataset), "stu": "stu.yaml", "khp": "khp.yaml",
+        "reference": {"clip": 0, "frame": 0}, "pipeline": str(tmp_path / "pipe")}))  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="no video"):
+        personalise.personalise(folder)
+    (tmp_path / "unused.mp4").write_bytes(b"")  # the dataset exists: the video is not read again
+    # An interrupted STU run: a checkpoint at step 1, no model yet.
+    assert stu.main(["--config", str(folder / "stu.yaml"), "--stop_after=1"]) is None
+    capsys.readouterr()
+    pipe_dir = personalise.personalise(folder)
+    assert "resumed from" in capsys.readouterr().out
+    for kind in ("stu", "khp"):
+        assert any((folder / kind).glob("*.safetensors")), kind
+    pipe = APVGPipeline.from_pretrained(pipe_dir)
+    wave = (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    out = pipe(wave, sampling_rate=16000, output_type="np", show_progress=False)
+    assert out.frames.shape[1:] == (64, 64, 3)
+    assert personalise.personalise(folder, train_stage=False) == pipe_dir
