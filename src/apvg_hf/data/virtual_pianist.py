@@ -201,7 +201,13 @@ def generate_clips(
 
 
 def features(sampling_rate: int = 16000, audio_feature: bool = True) -> datasets.Features:
-    """The dataset's schema. `audio_feature=False` gives the `Audio` column's plain storage struct:
+    """The dataset's schema, shared by the virtual pianist and real videos (`apvg_hf.data.real`).
+
+    What the real world cannot give is None in a real video's rows: `notes`, `camera`, `augmentation`,
+    `dropped_notes`, `seed`, `soundfont`, and `keyboard_pitches` / `keyboard_quads` when no keyboard
+    corners were given. Readers treat None as "unknown", never as "empty".
+
+    `audio_feature=False` gives the `Audio` column's plain storage struct:
     datasets >= 4 imports torchcodec to *encode* an `Audio` value, even bytes, and torchcodec has
     no CPU-torch build here, so rows are written as the struct and cast to `Audio` afterwards."""
     f32 = datasets.Value("float32")
