@@ -157,3 +157,46 @@ def test_embedded_default_pipeline_loads_every_way():
     assert APVGFeatureExtractor.from_pretrained(folder, subfolder="feature_extractor").to_dict() == (
         pipe.feature_extractor.to_dict()
     )
+
+
+FOURMS = Path(__file__).parents[1] / "pipelines" / "fourms-pianist"
+
+
+def test_committed_personalised_weights_load_run_and_credit_the_footage():
+    """The fourMs pianist's fine-tunes: the recipes' overrides are in the configs, the models run with a
+    reference built like the recipe's (no footage is committed: a plain frame here), the coarse head
+    paints the dark studio rather than the virtual pianist's bright room, and the card credits and
+    licenses the footage."""
+    from apvg_hf import AppearanceReference, APVGPipeline, STUModel
+    from apvg_hf.data.real import quads_from_corners
+
+    recipe = yaml.safe_load((FOURMS / "personalise.yaml").read_text())
+    khp = AutoModel.from_pretrained(FOURMS / "khp").eval()
+    assert isinstance(khp, KHPModel) and khp.uses_notes
+    for key, value in yaml.safe_load((FOURMS / "khp.yaml").read_text())["model"].items():
+        assert getattr(khp.config, key) == value, key
+    stu = STUModel.from_pretrained(FOURMS / "stu").eval()
+    assert stu.config.resolution == 128
+    fe = APVGFeatureExtractor.from_pretrained(FOURMS / "khp")
+    # the keyboard as preprocessing maps it into the crop (the crop `apvg preprocess` chose for the clip)
+    pre = recipe["preprocess"]
+    x0, y0, side = 222, 62, 273
+    corners = (np.asarray(pre["keyboard_corners"], np.float64).reshape(4, 2) - [x0, y0]) / side
+    quads = quads_from_corners(corners, pre["keyboard_transpose"])
+    ref = AppearanceReference.from_frame(
+        np.full((128, 128, 3), 40, np.uint8), reference_inputs()[0], keyboard_quads=quads
+    )
+    from apvg_hf.midi import render_notes
+
+    wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
+    out = APVGPipeline(fe, khp, stu, ref)(wave, sampling_rate=16000, output_type="pt", show_progress=False)
+    assert out.frames.shape == (135, 3, 128, 128) and torch.isfinite(out.frames).all()
+    released, _ = committed()
+    feats = fe(wave, sampling_rate=16000)["input_features"][0]
+    kp_ref, frame_ref, keys = reference_inputs()
+    dark = khp_predict(khp, feats, kp_ref, frame_ref, keys)["coarse"].mean()
+    bright = khp_predict(released, feats, kp_ref, frame_ref, keys)["coarse"].mean()
+    assert dark < bright - 0.1, (dark, bright)
+    card = (FOURMS / "README.md").read_text()
+    assert "GPL-3.0" in card and "fourMs" in card and "University of Oslo" in card
+    assert not (FOURMS / "reference").exists()  # a frame of the footage: never committed

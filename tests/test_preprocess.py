@@ -361,3 +361,24 @@ def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_pa
     out = pipe(wave, sampling_rate=16000, output_type="np", show_progress=False)
     assert out.frames.shape[1:] == (64, 64, 3)
     assert personalise.personalise(folder, train_stage=False) == pipe_dir
+
+
+def test_keyboard_transpose_relabels_and_is_found():
+    """Quads are indexed by the pitch heard; `fit_keyboard_transpose` finds an instrument that sounds
+    5 semitones above its keys from where the fingers are when notes sound."""
+    from apvg_hf.data.real import fit_keyboard_transpose
+
+    corners = [[0.9, 0.7], [0.1, 0.5], [0.08, 0.55], [0.88, 0.78]]
+    q0, q12 = quads_from_corners(corners), quads_from_corners(corners, transpose=12)
+    assert np.allclose(q12[12:], q0[:-12], atol=1e-6)
+    rng = np.random.default_rng(0)
+    T, notes = 200, []
+    kp = np.full((T, sk.NUM_KEYPOINTS, 2), 0.5, np.float32)
+    vis = np.ones((T, sk.NUM_KEYPOINTS), np.float32)
+    tip = sk.FINGERTIPS["right"][1]
+    for t in range(0, T, 5):
+        pitch = int(rng.integers(40, 90))
+        notes.append({"pitch": pitch, "onset": t / 30})
+        kp[t, tip] = q0[pitch - 21 - 5].mean(0)  # the finger is on the key 5 below what sounds
+    fit = fit_keyboard_transpose([notes], [kp], [vis], q0, fps=30)
+    assert min(fit, key=fit.get) == 5 and fit[5] < 1e-6

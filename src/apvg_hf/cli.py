@@ -148,6 +148,9 @@ def add_preprocess_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--keyboard-corners", type=float, nargs=8, metavar="XY",
                     help="source pixels x y of: the front edge at A0 (lowest key), the front edge at C8, "
                          "the back edge at C8, the back edge at A0 (front: the performer's side)")  # fmt: skip
+    ap.add_argument("--keyboard-transpose", type=int, metavar="SEMITONES",
+                    help="the instrument sounds this many semitones above the key pressed (an octave "
+                         "shift: 12); scripts/calibrate_keyboard.py measures it")  # fmt: skip
     ap.add_argument("--audio-offset-seconds", type=float, help="shift the audio (positive: later)")
     ap.add_argument("--clip-seconds", type=float, help=f"default {d.clip_seconds}")
     ap.add_argument("--test-seconds", type=float, help=f"the end of each video (default {d.test_seconds})")

@@ -50,6 +50,10 @@ class PreprocessConfig:
     crop_margin: float = 0.12  # extra side around the performer's box, as a fraction of it
     crop_every: int = 15  # the crop's pose pass looks at every N-th frame
     keyboard_corners: list[float] | None = None  # 8 numbers, source pixels: see `quads_from_corners`
+    # semitones the instrument sounds above the key pressed (a digital piano's octave shift): quads are
+    # indexed by the pitch heard, so the one for pitch p is the key p - keyboard_transpose
+    # (`scripts/calibrate_keyboard.py` measures it)
+    keyboard_transpose: int = 0
     sampling_rate: int = 16000
     audio_offset_seconds: float = 0.0  # shift applied to the audio (positive: the sound comes later)
     clip_seconds: float = 10.0
@@ -122,13 +126,15 @@ def resize(frame: np.ndarray, size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ keyboard
 
 
-def quads_from_corners(corners) -> np.ndarray:
+def quads_from_corners(corners, transpose: int = 0) -> np.ndarray:
     """The 88 key-top quads (88, 4, 2) from the keyboard's four corners, by the homography from the
     virtual pianist's keyboard plane to the image (key heights ignored).
 
     corners: (4, 2) (or 8 numbers) in any 2D frame, in this order: the front edge at the lowest key
     (A0), the front edge at the highest key (C8), the back edge at C8, the back edge at A0. "Front" is
-    the edge nearest the performer. The quads come back in the same frame."""
+    the edge nearest the performer. The quads come back in the same frame, indexed by the pitch that
+    sounds: with `transpose` (semitones the instrument sounds above the key pressed), quad i is the
+    key of pitch 21 + i - transpose (beyond the keyboard's ends the key layout is extended)."""
     dst = np.asarray(corners, np.float64).reshape(4, 2)
     scale = np.ptp(dst, axis=0).max()
     for i in range(4):  # every three corners must span a triangle: no three on a line
@@ -140,9 +146,45 @@ def quads_from_corners(corners) -> np.ndarray:
             )
     src = keyboard_outline()[:, :2]  # (4, 2) world X, Y of the keyboard plane
     Hm = _homography(src, dst)
-    quads = np.stack([key_top_quad(p)[:, :2] for p in ALL_PITCHES])  # (88, 4, 2)
+    quads = np.stack([key_top_quad(p - transpose)[:, :2] for p in ALL_PITCHES])  # (88, 4, 2)
     q = np.concatenate([quads, np.ones((*quads.shape[:2], 1))], -1) @ Hm.T
     return (q[..., :2] / q[..., 2:]).astype(np.float32)
+
+
+def fit_keyboard_transpose(
+    clips_notes, clips_keypoints, clips_visibility, quads: np.ndarray, fps: float, search=range(-24, 25)
+) -> dict[int, float]:
+    """How well each transposition explains where the fingers are: for every note onset (e.g. the
+    notes a transcriber hears in the video's audio), the distance along the keyboard from the key that
+    pitch would be (quads for transpose 0, (88, 4, 2)) to the nearest visible fingertip; returns
+    {transpose: median distance} (normalised units). The smallest is the instrument's transposition."""
+    centre = quads.mean(1)  # (88, 2) key centres
+    axis = centre[-1] - centre[0]
+    axis = axis / np.linalg.norm(axis)  # along the keyboard
+    along = centre @ axis  # (88,)
+    tips = [k for h in sk.HANDS for k in sk.FINGERTIPS[h]]
+    pitches, positions = [], []
+    for notes, kp, vis in zip(clips_notes, clips_keypoints, clips_visibility):
+        for n in notes:
+            t = int(round(n["onset"] * fps))
+            if 0 <= t < len(kp):
+                v = [k for k in tips if vis[t, k] > 0.5]
+                if v:
+                    pitches.append(int(n["pitch"]))
+                    positions.append(np.asarray(kp[t, v]) @ axis)
+    if not pitches:
+        raise ValueError("no note onset with a visible fingertip to fit the keyboard to")
+    # key positions extended beyond both ends by the keyboard's own spacing (a linear fit per key index)
+    slope, icpt = np.polyfit(np.arange(88), along, 1)
+    out = {}
+    for s in search:
+        d = []
+        for p, xs in zip(pitches, positions):
+            i = p - 21 - s
+            key = along[i] if 0 <= i < 88 else icpt + slope * i
+            d.append(np.min(np.abs(xs - key)))
+        out[int(s)] = float(np.median(d))
+    return out
 
 
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -426,7 +468,7 @@ def preprocess_video(path, cfg: PreprocessConfig, estimator=None, progress: bool
             raise ValueError("keyboard corners need a fixed crop (--crop-mode fixed or --crop)")
         x0, y0, side = boxes[0]
         corners = (np.asarray(cfg.keyboard_corners, np.float64).reshape(4, 2) - [x0, y0]) / side
-        quads = quads_from_corners(corners)
+        quads = quads_from_corners(corners, cfg.keyboard_transpose)
     report = {
         "video": path.name,
         "source": {k: info[k] for k in ("frames", "width", "height", "fps", "sampling_rate")},

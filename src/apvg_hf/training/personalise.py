@@ -8,7 +8,8 @@ A recipe folder (`pipelines/<performer>/`) holds `personalise.yaml`:
     fetch: fourms-pianist                 # optional: a named source that downloads it (data/sources.py)
     dataset: data/fourms_pianist          # where `apvg preprocess` writes
     preprocess: {performer: fourms-pianist, keyboard_corners: [...], ...}   # PreprocessConfig fields
-    stu: stu.yaml                         # the fine-tuning recipes (train_stu.py / train_khp.py)
+    stu: stu.yaml                         # the fine-tuning recipes (train_stu.py / train_khp.py);
+                                          # a list runs them in order (the last one's model is kept)
     khp: khp.yaml
     reference: {clip: 3, frame: 0}        # a training frame: who plays, where, seen how
     pipeline: outputs/fourms-pianist-pipeline
@@ -76,13 +77,15 @@ def ensure_trained(folder: Path, kind: str, recipe: dict, train_stage: bool) -> 
     else:
         from .khp import TrainKHPConfig as Config
         from .khp import train
-    cfg = load_config(Config, folder / recipe[kind], [])
-    out = Path(cfg.output_dir)
-    model = out / "model"
-    if not model.exists():
-        resume = "latest" if latest_checkpoint(out) is not None else None
-        if train(cfg, resume=resume) is None:
-            raise SystemExit(f"{kind} training stopped early; run the same command again to go on")
+    stages = recipe[kind] if isinstance(recipe[kind], list) else [recipe[kind]]
+    for stage in stages:  # e.g. a fine-tune, then a continuation that starts from its output
+        cfg = load_config(Config, folder / stage, [])
+        out = Path(cfg.output_dir)
+        model = out / "model"
+        if not model.exists():
+            resume = "latest" if latest_checkpoint(out) is not None else None
+            if train(cfg, resume=resume) is None:
+                raise SystemExit(f"{kind} training stopped early; run the same command again to go on")
     target.mkdir(exist_ok=True)
     for f in model.iterdir():
         if f.suffix in (".json", ".safetensors"):
