@@ -195,3 +195,29 @@ def test_note_aware_khp_trains_resumes_exactly_and_evaluates(tiny_dataset, tmp_p
         assert torch.equal(a[k], b[k]), k
     logged = (tmp_path / "a" / "train_config.yaml").read_text()
     assert "architecture: notes" in logged
+
+
+def test_shift_augmentation_moves_the_whole_scene_together():
+    """With shift_augment, keypoints, reference, keyboard and coarse frames move by the same amount."""
+    import numpy as np
+
+    from apvg_hf.data.clips import Clip
+    from apvg_hf.training.khp import WindowSampler
+
+    rng = np.random.default_rng(0)
+    T, S = 12, 16
+    coarse = np.zeros((T, 3, S, S), np.uint8)
+    coarse[..., 8] = 255  # a bright column at x = 8 px
+    kp = np.full((T, 56, 2), 0.5, np.float32)  # every point at x = 8 px of 16
+    meta = {"piece_id": "p", "appearance": "a", "camera": None, "clip_index": 0, "notes": None,
+            "keyboard_quads": np.full((88, 4, 2), 0.5, np.float32).tolist()}  # fmt: skip
+    clip = Clip(rng.random((T, 4)).astype(np.float32), kp, np.ones((T, 56), np.float32), coarse, meta)
+    sampler = WindowSampler([clip], window=8, batch_size=6, coarse_frames=4, seed=0, shift=0.25)
+    b = sampler.batch(0, 0, 0)
+    dx = b["target_keypoints"][:, 0, 0, 0] - 0.5  # (B,)
+    assert dx.abs().max() > 0 and (dx.abs() <= 0.25 + 1e-6).all()
+    col = b["target_coarse_frames"][:, 0, 0, 0].argmax(-1)  # where the bright column went
+    assert torch.equal(col, (8 + dx * S).round().long())
+    assert torch.allclose(b["reference_keypoints"][:, 0, 0] - 0.5, dx)
+    plain = WindowSampler([clip], window=8, batch_size=6, coarse_frames=4, seed=0).batch(0, 0, 0)
+    assert (plain["target_keypoints"] == 0.5).all()

@@ -81,6 +81,9 @@ class TrainKHPConfig:
     # the motion decoder plays the true notes with some mistakes (dropped, added, shifted by a frame).
     augment_audio: bool = True
     note_noise: float = 0.05
+    # sideways shift augmentation, up to this fraction of the frame (0: off); for small real datasets,
+    # where the model would otherwise learn the clips' average place instead of following the keys
+    shift_augment: float = 0.0
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
 
 
@@ -98,11 +101,15 @@ class WindowSampler:
         notes_extractor=None,
         augment_audio: bool = True,
         note_noise: float = 0.0,
+        shift: float = 0.0,
     ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
         self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
         # "notes" models: features are computed per window from (augmented) audio with this extractor
         self.notes_extractor, self.augment_audio, self.note_noise = notes_extractor, augment_audio, note_noise
+        # shift augmentation in whole pixels of the coarse frames (or of a 64-pixel grid without them)
+        self.shift_grid = clips[0].coarse.shape[-1] if clips and clips[0].coarse is not None else 64
+        self.shift = int(round(shift * self.shift_grid))
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
         groups: dict[str, list[int]] = {}
@@ -121,22 +128,30 @@ class WindowSampler:
             s = int(rng.integers(0, c.num_frames - n + 1))
             r = self.clips[int(rng.choice(self.performance[i]))]  # reference: any frame of the performance
             rt = int(rng.integers(0, r.num_frames))
-            ref_kp.append(r.keypoints[rt])
+            # shift augmentation: the whole scene (performer, keyboard, reference, coarse frames) moves
+            # sideways by a whole number of coarse pixels, so where the hands go must come from where
+            # the notes' keys are, not from the training clips' average place
+            px, dx = 0, 0.0
+            if self.shift:
+                px = int(rng.integers(-self.shift, self.shift + 1))
+                dx = px / self.shift_grid
+            ref_kp.append(r.keypoints[rt] + [dx, 0.0])
             if r.coarse is not None:
-                ref_frame.append(r.coarse[rt])
+                ref_frame.append(_shift_image(r.coarse[rt], px))
             pad = ((0, W - n),)
             if self.notes_extractor is not None:
                 f, roll, true_roll = self.notes_window(c, s, n, rng)
                 rolls.append(np.pad(roll, pad + ((0, 0), (0, 0))))
                 true_rolls.append(np.pad(true_roll, pad + ((0, 0), (0, 0))))
-                ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32))
+                ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32) + [dx, 0.0])
                 feats.append(np.pad(f, pad + ((0, 0),)))
             else:
                 feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
-            kps.append(np.pad(c.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
+            kp = c.keypoints[s : s + n] + [dx, 0.0]
+            kps.append(np.pad(kp, pad + ((0, 0), (0, 0)), constant_values=0.5))
             vis.append(np.pad(c.visibility[s : s + n], pad + ((0, 0),)))
             if c.coarse is not None:
-                coarse.append(np.pad(c.coarse[s : s + n], pad + ((0, 0),) * 3))
+                coarse.append(np.pad(_shift_image(c.coarse[s : s + n], px), pad + ((0, 0),) * 3))
             mask.append(np.r_[np.ones(n), np.zeros(W - n)])
         out = {
             "input_features": torch.from_numpy(np.stack(feats)).float(),
@@ -193,6 +208,15 @@ class WindowSampler:
         else:
             roll = true_roll
         return feats.astype(np.float32), roll, true_roll
+
+
+def _shift_image(x: np.ndarray, px: int) -> np.ndarray:
+    """(..., H, W) shifted right by `px` columns (left when negative), the edge column repeated."""
+    if px == 0:
+        return x
+    w = x.shape[-1]
+    idx = np.clip(np.arange(w) - px, 0, w - 1)
+    return x[..., idx]
 
 
 def label_with_transcription(model: KHPModel, clips, progress: bool = True) -> None:
@@ -277,6 +301,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         notes_extractor=extractor if notes else None,
         augment_audio=cfg.augment_audio,
         note_noise=cfg.note_noise,
+        shift=cfg.shift_augment,
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
