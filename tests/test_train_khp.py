@@ -219,5 +219,11 @@ def test_shift_augmentation_moves_the_whole_scene_together():
     col = b["target_coarse_frames"][:, 0, 0, 0].argmax(-1)  # where the bright column went
     assert torch.equal(col, (8 + dx * S).round().long())
     assert torch.allclose(b["reference_keypoints"][:, 0, 0] - 0.5, dx)
+    still = WindowSampler(
+        [clip], window=8, batch_size=6, coarse_frames=4, seed=0, shift=0.25, shift_reference=False
+    )
+    b2 = still.batch(0, 0, 0)
+    assert torch.equal(b2["target_keypoints"], b["target_keypoints"])  # the same draws
+    assert (b2["reference_keypoints"] == 0.5).all() and (b2["reference_frames"][..., 8] == 1).all()
     plain = WindowSampler([clip], window=8, batch_size=6, coarse_frames=4, seed=0).batch(0, 0, 0)
     assert (plain["target_keypoints"] == 0.5).all()

@@ -84,6 +84,10 @@ class TrainKHPConfig:
     # sideways shift augmentation, up to this fraction of the frame (0: off); for small real datasets,
     # where the model would otherwise learn the clips' average place instead of following the keys
     shift_augment: float = 0.0
+    # whether the reference (its keypoints and frame) slides with the scene; false: only the performer,
+    # the keyboard and the target frames move, so the reference's pose says nothing about where the
+    # hands go
+    shift_reference: bool = True
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
 
 
@@ -102,6 +106,7 @@ class WindowSampler:
         augment_audio: bool = True,
         note_noise: float = 0.0,
         shift: float = 0.0,
+        shift_reference: bool = True,
     ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
         self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
@@ -110,6 +115,7 @@ class WindowSampler:
         # shift augmentation in whole pixels of the coarse frames (or of a 64-pixel grid without them)
         self.shift_grid = clips[0].coarse.shape[-1] if clips and clips[0].coarse is not None else 64
         self.shift = int(round(shift * self.shift_grid))
+        self.shift_reference = shift_reference
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
         groups: dict[str, list[int]] = {}
@@ -135,9 +141,10 @@ class WindowSampler:
             if self.shift:
                 px = int(rng.integers(-self.shift, self.shift + 1))
                 dx = px / self.shift_grid
-            ref_kp.append(r.keypoints[rt] + [dx, 0.0])
+            rdx, rpx = (dx, px) if self.shift_reference else (0.0, 0)  # the reference stays put: the
+            ref_kp.append(r.keypoints[rt] + [rdx, 0.0])  # hands must follow the keys, not the reference
             if r.coarse is not None:
-                ref_frame.append(_shift_image(r.coarse[rt], px))
+                ref_frame.append(_shift_image(r.coarse[rt], rpx))
             pad = ((0, W - n),)
             if self.notes_extractor is not None:
                 f, roll, true_roll = self.notes_window(c, s, n, rng)
@@ -302,6 +309,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         augment_audio=cfg.augment_audio,
         note_noise=cfg.note_noise,
         shift=cfg.shift_augment,
+        shift_reference=cfg.shift_reference,
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
