@@ -12,10 +12,11 @@ resolution. The appearance reference is one frame of the *training* part (`--ref
 Keypoints (against the pose estimator's, visible joints only; pixels at the STU's resolution):
 the training mean pose, the held-out mean pose (an oracle still pose: the floor to beat), the
 reference's pose held still, the LSTM of Shlizerman et al. trained here on the same training part,
-the released (zero-shot) KHP and the personalised KHP, all from the audio. Also the correlation of
+the released (zero-shot) KHP and the personalised KHP (with hand anchoring, when its config has it,
+also without: the network alone), all from the audio. Also the correlation of
 the wrists' speed with the real wrists' speed.
 
-Frames (PSNR, SSIM, hands PSNR, flicker): the reference frame copied (a still); the released and the
+Frames (PSNR, SSIM, hands PSNR, VIF, flicker): the reference frame copied (a still); the released and the
 personalised STU from the real keypoints with the blurred reference as coarse input (no target frame
 leaks in); the personalised STU from the real keypoints with the personalised KHP's coarse frames
 (from the audio); and the whole pipeline from the audio (the two stages as `APVGPipeline` runs them),
@@ -56,6 +57,7 @@ FRAME_COLUMNS = [
     ("psnr", "PSNR dB↑", "{:.2f}"),
     ("ssim", "SSIM↑", "{:.4f}"),
     ("hands_psnr", "hands PSNR dB↑", "{:.2f}"),
+    ("vif", "VIF↑", "{:.3f}"),
     ("flicker", "flicker↓", "{:.3f}"),
 ]
 
@@ -89,7 +91,8 @@ def markdown(result: dict) -> str:
         "",
         f"Reference: frame {m['reference']['frame']} of training clip {m['reference']['clip']} "
         f"({m['reference']['time_s']:.1f} s into the video). Hands PSNR: inside a box of 3/16 of the frame "
-        "around each visible real hand. Flicker: mean absolute error of frame differences (0-255).",
+        "around each visible real hand. VIF: visual information fidelity (Sheikh & Bovik; no learned "
+        "weights; LPIPS needs backbone weights that are downloads, so it is not run). Flicker: mean absolute error of frame differences (0-255).",
         f"Commands: `{m['command']}`",
     ]
     return "\n".join(lines) + "\n"
@@ -146,7 +149,12 @@ def main(argv=None) -> int:
         "reference pose (still)": lambda i, c: np.repeat(ref_kp[None], c.num_frames, 0),
         "LSTM (Shlizerman et al.), trained on the training part": lambda i, c: lstm.predict(c.features),
     }
-    for name, model in (("released KHP (zero-shot)", khp0), ("personalised KHP", khp)):
+    kh = [("released KHP (zero-shot)", khp0), ("personalised KHP", khp)]
+    if khp.config.hand_anchor is not None:  # the network alone, beside it with hand anchoring
+        bare = KHPModel.from_pretrained(args.khp).eval()
+        bare.config.hand_anchor = None
+        kh = kh[:1] + [("personalised KHP, network only", bare), ("personalised KHP + hand anchoring", khp)]
+    for name, model in kh:
         khp_out[name] = [khp_predict(model, c.features, ref_kp, ref_small, ref_keys) for c in test]
         predictors[name] = lambda i, c, name=name: khp_out[name][i]["keypoints"]
     kp_rows = {}
@@ -161,7 +169,7 @@ def main(argv=None) -> int:
     frame_rows, videos = {}, {}
 
     def score(name: str, frames_per_clip) -> None:
-        m = FrameMetrics()
+        m = FrameMetrics(vif=True)
         for c, pred, real in zip(test, frames_per_clip, test_frames):
             m.update(torch.as_tensor(pred), torch.from_numpy(np.array(real)), c.keypoints, c.visibility)
         frame_rows[name] = m.compute()
@@ -176,7 +184,7 @@ def main(argv=None) -> int:
     score(
         "personalised STU, real keypoints, blurred reference as coarse", [r["personalised"] for r in from_kp]
     )
-    pk = khp_out["personalised KHP"]
+    pk = khp_out[kh[-1][0]]
     score(
         "personalised STU, real keypoints, personalised KHP's coarse frames (audio)",
         [
@@ -184,8 +192,11 @@ def main(argv=None) -> int:
             for c, o in zip(test, pk)
         ],
     )
-    for name, (k, s) in {"released pipeline from the audio (zero-shot)": (khp0, stu0),
-                         "personalised pipeline from the audio": (khp, stu)}.items():  # fmt: skip
+    runs = {"released pipeline from the audio (zero-shot)": (khp0, stu0)}
+    if khp.config.hand_anchor is not None:
+        runs["personalised pipeline from the audio, KHP network only"] = (bare, stu)
+    runs["personalised pipeline from the audio"] = (khp, stu)
+    for name, (k, s) in runs.items():
         pipe = APVGPipeline(fe, k, s, ref)
         frames = [
             pipe(

@@ -341,11 +341,12 @@ def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_pa
         "coarse_size": 16, "num_workers": 0, "discriminator": {"channels": 8}}))  # fmt: skip
     (folder / "khp.yaml").write_text(yaml.safe_dump(common | {
         "init_from": str(k0), "output_dir": str(tmp_path / "k1"), "window_frames": 40, "coarse_frames": 8,
-        "model": {"loss_transcription": 0.0},
+        "model": {"loss_transcription": 0.0, "onset_threshold": 0.01},  # (a random transcriber hears notes)
         "feature_extractor": {"feature_size": 64, "n_fft": 512, "floor_db": 70}}))  # fmt: skip
     (folder / "personalise.yaml").write_text(yaml.safe_dump({
         "video": str(tmp_path / "unused.mp4"), "dataset": str(dataset), "stu": "stu.yaml", "khp": "khp.yaml",
-        "reference": {"clip": 0, "frame": 0}, "pipeline": str(tmp_path / "pipe")}))  # fmt: skip
+        "hand_anchor": {"sigma_s": 0.3}, "reference": {"clip": 0, "frame": 0},
+        "pipeline": str(tmp_path / "pipe")}))  # fmt: skip
     with pytest.raises(FileNotFoundError, match="no video"):
         personalise.personalise(folder)
     (tmp_path / "unused.mp4").write_bytes(b"")  # the dataset exists: the video is not read again
@@ -356,7 +357,10 @@ def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_pa
     assert "resumed from" in capsys.readouterr().out
     for kind in ("stu", "khp"):
         assert any((folder / kind).glob("*.safetensors")), kind
+    anchor = json.loads((folder / "khp" / "config.json").read_text())["hand_anchor"]
+    assert anchor["sigma_s"] == 0.3 and len(anchor["offsets"]) == 2  # fitted on the training part
     pipe = APVGPipeline.from_pretrained(pipe_dir)
+    assert pipe.khp.config.hand_anchor == anchor
     wave = (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)
     out = pipe(wave, sampling_rate=16000, output_type="np", show_progress=False)
     assert out.frames.shape[1:] == (64, 64, 3)

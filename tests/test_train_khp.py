@@ -227,3 +227,59 @@ def test_shift_augmentation_moves_the_whole_scene_together():
     assert (b2["reference_keypoints"] == 0.5).all() and (b2["reference_frames"][..., 8] == 1).all()
     plain = WindowSampler([clip], window=8, batch_size=6, coarse_frames=4, seed=0).batch(0, 0, 0)
     assert (plain["target_keypoints"] == 0.5).all()
+
+
+def test_transposition_augmentation_moves_notes_audio_and_hands_together():
+    """With transpose_augment, each window's notes go up k keys, its audio's pitch up k semitones (the
+    feature rows still one per frame), and the hands move to the key k semitones away; the body and
+    the keyboard stay, and those batches decode no coarse frames."""
+    import numpy as np
+
+    from apvg_hf import APVGFeatureExtractor
+    from apvg_hf.data.clips import Clip
+    from apvg_hf.hand_anchor import move_hands
+    from apvg_hf.skeleton import FINGERTIPS, HAND_INDICES, INDEX
+    from apvg_hf.training.khp import WindowSampler
+
+    fps, sr, T = 30, 16000, 40
+    fe = APVGFeatureExtractor(feature_size=229, n_fft=2048, sampling_rate=sr, fps=fps)
+    quads = np.zeros((88, 4, 2), np.float32)
+    quads[..., 0] = (np.arange(88) / 100 + 0.05)[:, None]  # key i centred at x = 0.05 + i / 100
+    quads[..., 1] = 0.7
+    kp = np.full((T, 56, 2), 0.5, np.float32)
+    for h in ("left", "right"):
+        kp[:, HAND_INDICES[h]] = [0.05 + (60 - 21) / 100, 0.7]  # both hands on middle C's key
+    t = np.arange(int(T / fps * sr)) / sr
+    tone = lambda f: (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)  # noqa: E731
+    meta = {"piece_id": "p", "appearance": "a", "camera": None, "clip_index": 0, "fps": fps,
+            "sampling_rate": sr, "keyboard_quads": quads.tolist(),
+            "notes": [{"pitch": 60, "onset": 0.0, "offset": T / fps, "velocity": 80}]}  # fmt: skip
+    coarse = np.zeros((T, 3, 8, 8), np.uint8)
+    audio = (tone(261.63) * 32767).astype(np.int16)
+    clip = Clip(fe(audio.astype(np.float32) / 32768, sampling_rate=sr)["input_features"][0], kp,
+                np.ones((T, 56), np.float32), coarse, meta, audio=audio)  # fmt: skip
+    kw = dict(window=16, batch_size=6, coarse_frames=4, seed=0, notes_extractor=fe, augment_audio=False)
+    b = WindowSampler([clip], transpose=7, transpose_prob=1.0, **kw).batch(0, 0, 0)
+    assert "target_coarse_frames" not in b
+    ks = b["target_piano_roll"][:, 5, :, 1].argmax(-1) - (60 - 21)  # (B,) the transpositions drawn
+    assert ks.abs().max() > 0 and (ks.abs() <= 7).all()
+    for i, k in enumerate(ks.tolist()):
+        assert b["piano_roll"][i, 5, 60 - 21 + k, 1] == 1
+        tips = b["target_keypoints"][i, :, FINGERTIPS["left"] + FINGERTIPS["right"], 0]
+        assert torch.allclose(tips, torch.tensor(0.05 + (60 - 21 + k) / 100), atol=1e-5)
+        assert torch.allclose(
+            b["target_keypoints"][i, :, INDEX["left_elbow"], 0], torch.tensor(0.5 + k / 200)
+        )
+        assert (b["target_keypoints"][i, :, INDEX["nose"]] == 0.5).all()
+        want = fe(tone(261.63 * 2 ** (k / 12)), sampling_rate=sr)["input_features"][0]  # (T, 229)
+        got = b["input_features"][i].numpy()
+        assert got.shape == (16, 229) and abs(int(got[5].argmax()) - int(want[5].argmax())) <= 1
+    assert torch.equal(b["reference_keys"][0], torch.from_numpy(quads))  # the keyboard stays
+    plain = WindowSampler([clip], **kw).batch(0, 0, 0)
+    assert "target_coarse_frames" in plain and (plain["piano_roll"][:, :, 60 - 21, 1] == 1).all()
+    moved = move_hands(kp[:2], {"left": (0.1, 0.0), "right": (0.0, 0.0)})
+    assert np.allclose(moved[:, INDEX["left_wrist"], 0], 0.6) and np.allclose(
+        moved[:, INDEX["right_wrist"], 0], 0.5
+    )
+    with pytest.raises(ValueError, match="note-aware"):
+        WindowSampler([clip], window=16, batch_size=2, coarse_frames=4, seed=0, transpose=3)

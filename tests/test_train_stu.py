@@ -48,6 +48,8 @@ def test_two_step_run_saves_a_loadable_model(tiny_dataset, tmp_path):
         "--eval_every=2",
         "--checkpoint_every=2",
         "--num_workers=1",  # heatmaps rendered in a DataLoader worker
+        "--loss.hands=1.0",  # hand masks made in the worker too
+        "--log_every=1",
     )
     model = STUModel.from_pretrained(model_dir)
     assert model.config.resolution == 64 and list(model.config.block_channels) == [8, 16, 16]
@@ -58,6 +60,7 @@ def test_two_step_run_saves_a_loadable_model(tiny_dataset, tmp_path):
     ).exists()  # + discriminator
     events = list((tmp_path / "stu").glob("events.out.tfevents.*"))
     assert events and b"val/ground_truth_vs_generated" in events[0].read_bytes()  # the validation image
+    assert b"train/hands" in events[0].read_bytes()
     load_script("plot_training").main(["--run", str(tmp_path), "--output", str(tmp_path / "curves")])
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert (
@@ -184,6 +187,21 @@ def test_frame_metrics_values():
     assert m.compute()["flicker"] > 1.0
 
 
+def test_frame_metrics_vif_orders_degradations():
+    """VIF is 1 for the same frames and falls as noise grows; off by default (it is the slow one)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.nn.functional.interpolate(torch.rand(3, 3, 16, 16, generator=g), size=64, mode="bilinear")
+    scores = []
+    for sigma in (0.0, 0.05, 0.2):
+        m = FrameMetrics(vif=True)
+        m.update((y + sigma * torch.randn(y.shape, generator=g)).clamp(0, 1), y)
+        scores.append(m.compute()["vif"])
+    assert abs(scores[0] - 1) < 1e-4 and scores[0] > scores[1] > scores[2]
+    m = FrameMetrics()
+    m.update(y, y)
+    assert "vif" not in m.compute()
+
+
 def test_hand_boxes_stay_inside_the_frame():
     kp = np.full((2, 56, 2), 0.99, np.float32)
     vis = np.ones((2, 56), np.float32)
@@ -213,6 +231,13 @@ def test_objective_pieces():
     assert torch.equal(x[0, :3], frames[0, 0]) and torch.equal(x[0, 3:6], frames[0, 1])
     terms = reconstruction_losses(frames, frames)
     assert all(float(v) < 1e-6 for v in terms.values())
+    mask = torch.zeros(2, 4, 1, 32, 32)
+    mask[..., :8, :8] = 1  # a "hand" in the top-left corner
+    worse = frames.clone()
+    worse[..., :8, :8] += 0.2  # wrong only there
+    terms = reconstruction_losses(worse, frames, mask)
+    assert abs(float(terms["hands"]) - 0.2) < 1e-5 and abs(float(terms["l1"]) - 0.2 / 16) < 1e-5
+    assert float(reconstruction_losses(worse, frames)["hands"]) == 0  # no mask: no term
 
 
 def test_benchmark_script_writes_results(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .hand_anchor import resolve as resolve_hand_anchor
 from .skeleton import NUM_KEYPOINTS
 
 
@@ -58,6 +59,9 @@ class KHPConfig(PretrainedConfig):
             fingertip (nearest key centre): it teaches which key a finger is over, not only where.
         pointer_target: which key is "under" a true fingertip for that cross-entropy: the one with the
             nearest "centre" (the first models) or the nearest "press" point (where key contact puts it).
+        hand_anchor: None (off), or hand anchoring's settings (`apvg_hf.hand_anchor`; fitted for one
+            performer by `apvg_hf.training.khp.fit_hand_anchor`): after the network, hands far from the
+            keys of the notes played move there. "notes" models only.
 
     >>> from apvg_hf import KHPConfig
     >>> config = KHPConfig(hidden_size=64, num_layers=2)
@@ -107,6 +111,7 @@ class KHPConfig(PretrainedConfig):
         loss_transcription: float = 1.0,
         loss_pointer: float = 0.2,
         pointer_target: str = "centre",
+        hand_anchor: dict | None = None,
         **kwargs,
     ):
         if architecture not in ("audio", "notes"):
@@ -163,6 +168,11 @@ class KHPConfig(PretrainedConfig):
         if pointer_target not in ("centre", "press"):
             raise ValueError(f"pointer_target must be 'centre' or 'press', got {pointer_target!r}")
         self.pointer_target = pointer_target
+        if hand_anchor is not None:
+            if architecture != "notes":
+                raise ValueError("hand_anchor needs a 'notes' KHP (it places hands on the notes' keys)")
+            hand_anchor = resolve_hand_anchor(hand_anchor)
+        self.hand_anchor = hand_anchor
         super().__init__(**kwargs)
 
     @property

@@ -41,6 +41,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_khp import KHPConfig
+from .hand_anchor import anchor_hands, note_anchors
 from .heatmaps import heatmap_distance
 from .hub import model_card, push_object
 from .piano_roll import LOWEST_PITCH, NUM_KEYS, decode_roll, is_black_key, notes_to_roll, roll_to_notes
@@ -719,7 +720,8 @@ class KHPModel(KHPPreTrainedModel):
         else the notes transcribed from `input_features` (the whole input is transcribed first, and
         decoded into notes with `apvg_hf.piano_roll.roll_to_notes` at `fps`); `reference_keys`
         (88, 4, 2) / (B, 88, 4, 2) place the keys in the frame. The notes played come with the first
-        chunk's prediction (`notes`).
+        chunk's prediction (`notes`). With `config.hand_anchor` set, hands far from the keys of the
+        notes move there (`apvg_hf.hand_anchor`; per frame, so chunks stay exact).
         """
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
@@ -752,17 +754,33 @@ class KHPModel(KHPPreTrainedModel):
         if reference_keys is not None and self.uses_notes:
             refs["reference_keys"] = self._as_batch(reference_keys, 4).expand(B, -1, -1, -1)
         T = seq.shape[1]
+        anchors = None
+        if self.uses_notes and self.config.hand_anchor is not None:
+            centres = self.keyboard.quads(B, refs.get("reference_keys"), None).float().mean(2).cpu().numpy()
+            anchors = [
+                (*note_anchors(n, T, fps, k, self.config.hand_anchor), k) for n, k in zip(notes, centres)
+            ]
         for a in range(0, T, chunk_frames):
             b = min(a + chunk_frames, T)
             if self.uses_notes:
                 o = self.forward_window(None, a, b, piano_roll=seq, **refs)
             else:
                 o = self.forward_window(seq, a, b, **refs)
+            keypoints = o.keypoints.float().cpu()  # (B, n, K, 2)
+            if anchors is not None:
+                keypoints = torch.from_numpy(
+                    np.stack(
+                        [
+                            anchor_hands(kp.numpy(), an[:, a:b], w[:, a:b], k, self.config.hand_anchor)
+                            for kp, (an, w, k) in zip(keypoints, anchors)
+                        ]
+                    )  # fmt: skip
+                ).float()
             yield (
                 a,
                 b,
                 KHPPrediction(
-                    keypoints=o.keypoints.float().cpu(),  # (B, n, K, 2)
+                    keypoints=keypoints,  # (B, n, K, 2)
                     visibility=torch.sigmoid(o.visibility_logits.float()).cpu(),  # (B, n, K)
                     coarse_frames=None if o.coarse_frames is None else o.coarse_frames.float().cpu(),
                     notes=notes if a == 0 else None,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -28,8 +29,10 @@ from ..data.clips import load_clips
 from ..evaluation import evaluate_predictor, khp_predict
 from ..evaluation.khp import performance_key, reference_for
 from ..feature_extraction_apvg import APVGFeatureExtractor
+from ..hand_anchor import move_hands
 from ..modeling_khp import KHPModel
-from ..piano_roll import NUM_KEYS, notes_to_roll
+from ..piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll
+from ..skeleton import FINGERTIPS, HANDS
 from .config import MixedPrecision, kwargs_dataclass
 from .loop import (
     GracefulStop,
@@ -88,6 +91,14 @@ class TrainKHPConfig:
     # the keyboard and the target frames move, so the reference's pose says nothing about where the
     # hands go
     shift_reference: bool = True
+    # transposition augmentation for "notes" models, up to this many semitones (0: off): in a share
+    # `transpose_prob` of the batches every window's audio is pitch-shifted and its notes transposed by
+    # its own k, and the hands (arms partly) move to where those keys are in the frame, the keyboard
+    # fixed, so that where the hands go must come from the keys of the notes; for small real datasets,
+    # whose few minutes cover a few places on the keyboard. Those batches train no coarse frames
+    # (the target frames show the hands where they were).
+    transpose_augment: int = 0
+    transpose_prob: float = 0.5
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
 
 
@@ -107,6 +118,8 @@ class WindowSampler:
         note_noise: float = 0.0,
         shift: float = 0.0,
         shift_reference: bool = True,
+        transpose: int = 0,
+        transpose_prob: float = 0.5,
     ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
         self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
@@ -116,6 +129,9 @@ class WindowSampler:
         self.shift_grid = clips[0].coarse.shape[-1] if clips and clips[0].coarse is not None else 64
         self.shift = int(round(shift * self.shift_grid))
         self.shift_reference = shift_reference
+        if transpose and notes_extractor is None:
+            raise ValueError("transposition augmentation needs a note-aware KHP (architecture 'notes')")
+        self.transpose, self.transpose_prob = int(transpose), float(transpose_prob)
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
         groups: dict[str, list[int]] = {}
@@ -128,6 +144,7 @@ class WindowSampler:
         W = self.window
         feats, kps, vis, coarse, mask, ref_kp, ref_frame = [], [], [], [], [], [], []
         rolls, true_rolls, ref_keys = [], [], []
+        transposing = bool(self.transpose) and rng.random() < self.transpose_prob
         for i in rng.choice(len(self.clips), self.batch_size, p=self.p):
             c = self.clips[i]
             n = min(W, c.num_frames)
@@ -146,15 +163,19 @@ class WindowSampler:
             if r.coarse is not None:
                 ref_frame.append(_shift_image(r.coarse[rt], rpx))
             pad = ((0, W - n),)
+            kp = c.keypoints[s : s + n]  # (n, K, 2)
+            if transposing:
+                k, moves = self.choose_transposition(c, s, n, rng)
+                kp = move_hands(kp, moves)
             if self.notes_extractor is not None:
-                f, roll, true_roll = self.notes_window(c, s, n, rng)
+                f, roll, true_roll = self.notes_window(c, s, n, rng, k if transposing else 0)
                 rolls.append(np.pad(roll, pad + ((0, 0), (0, 0))))
                 true_rolls.append(np.pad(true_roll, pad + ((0, 0), (0, 0))))
                 ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32) + [dx, 0.0])
                 feats.append(np.pad(f, pad + ((0, 0),)))
             else:
                 feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
-            kp = c.keypoints[s : s + n] + [dx, 0.0]
+            kp = kp + [dx, 0.0]
             kps.append(np.pad(kp, pad + ((0, 0), (0, 0)), constant_values=0.5))
             vis.append(np.pad(c.visibility[s : s + n], pad + ((0, 0),)))
             if c.coarse is not None:
@@ -174,15 +195,40 @@ class WindowSampler:
             out["reference_keys"] = torch.from_numpy(np.stack(ref_keys))
         if ref_frame:
             out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
-        if coarse and self.coarse_frames:
+        if coarse and self.coarse_frames and not transposing:
             k = min(self.coarse_frames, W)
             out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
             out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
         return out
 
-    def notes_window(self, clip, start: int, n: int, rng: np.random.Generator):
+    def choose_transposition(self, clip, start: int, n: int, rng: np.random.Generator):
+        """A transposition k (semitones, 0 when none fits) for frames [start, start + n) of a clip, and
+        each hand's move in the frame: {hand: (dx, dy)} from the key nearest its fingertips to the key
+        k semitones away, on the clip's keyboard. k keeps the window's notes and both hands' keys on
+        the keyboard."""
+        fps, quads = clip.meta["fps"], clip.meta.get("keyboard_quads")
+        if quads is None:
+            raise ValueError(f"transposition augmentation needs key quads; {clip.meta['piece_id']} has none")
+        centres = np.asarray(quads, np.float64).mean(1)  # (88, 2)
+        t0, t1 = start / fps, (start + n) / fps
+        pitches = [m["pitch"] for m in clip.meta["notes"] if m["offset"] > t0 and m["onset"] < t1]
+        near = {}
+        for h in HANDS:
+            tips = clip.keypoints[start : start + n, FINGERTIPS[h]]  # (n, 5, 2)
+            seen = clip.visibility[start : start + n, FINGERTIPS[h]] > 0.5
+            at = tips[seen].mean(0) if seen.any() else tips.reshape(-1, 2).mean(0)
+            near[h] = int(np.argmin(np.linalg.norm(centres - at, axis=-1)))
+        lo = max(-self.transpose, LOWEST_PITCH - min(pitches, default=LOWEST_PITCH), -min(near.values()))
+        hi = min(self.transpose, LOWEST_PITCH + NUM_KEYS - 1 - max(pitches, default=LOWEST_PITCH),
+                 NUM_KEYS - 1 - max(near.values()))  # fmt: skip
+        k = int(rng.integers(lo, hi + 1)) if lo <= hi else 0
+        return k, {h: centres[j + k] - centres[j] for h, j in near.items()}
+
+    def notes_window(self, clip, start: int, n: int, rng: np.random.Generator, transpose: int = 0):
         """Frames [start, start + n) of a clip for a "notes" model: features (n, F) of the clip's
         (augmented) audio, the notes to play with mistakes (n, 88, 3), and the true notes (n, 88, 3).
+        `transpose` semitones shift the audio's pitch (the clip resampled, its feature rows still one
+        per video frame) and the notes.
 
         The whole clip is augmented and featurised, then the window cut out, exactly as inference sees
         a recording (the feature floor is relative to the whole input's loudest band; rows at the
@@ -191,12 +237,17 @@ class WindowSampler:
 
         fps, sr = clip.meta["fps"], clip.meta["sampling_rate"]
         wave = clip.waveform()
+        rate = 2.0 ** (transpose / 12)
+        if transpose:  # played `rate` times faster, so featurised at `rate` times the frame rate
+            wave = soxr.resample(wave, sr * rate, sr, quality="HQ").astype(np.float32)
         if self.augment_audio:
             wave = augment_audio(wave, sr, rng)
-        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps)["input_features"][0][start : start + n]
+        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps * rate)["input_features"][0][
+            start : start + n
+        ]
         feats = np.pad(feats, ((0, n - len(feats)), (0, 0)), mode="edge")
-        notes = clip.meta["notes"]
-        true_roll = clip.piano_roll()[start : start + n]
+        notes = [{**m, "pitch": m["pitch"] + transpose} for m in clip.meta["notes"]]
+        true_roll = _transpose_roll(clip.piano_roll()[start : start + n], transpose)
         if self.note_noise:
             played = []
             for m in notes:
@@ -215,6 +266,16 @@ class WindowSampler:
         else:
             roll = true_roll
         return feats.astype(np.float32), roll, true_roll
+
+
+def _transpose_roll(roll: np.ndarray, k: int) -> np.ndarray:
+    """(T, 88, C) piano roll moved up by k keys (down when negative); keys pushed off the end drop."""
+    out = np.zeros_like(roll)
+    if k >= 0:
+        out[:, k:] = roll[:, : NUM_KEYS - k]
+    else:
+        out[:, :k] = roll[:, -k:]
+    return out
 
 
 def _shift_image(x: np.ndarray, px: int) -> np.ndarray:
@@ -247,6 +308,47 @@ def label_with_transcription(model: KHPModel, clips, progress: bool = True) -> N
         clip.meta["notes"] = roll_to_notes(probs, clip.meta["fps"], c.onset_threshold, c.frame_threshold)
         clip.meta["notes_source"] = "transcribed"
     model.train()
+
+
+def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -> dict:
+    """Fit hand anchoring (`apvg_hf.hand_anchor`) for one performer on training clips with real
+    keypoints and key quads, and set it on `model.config.hand_anchor`; returns the settings.
+
+    `offsets`: where this performer's fingertips (each hand's centroid, visible frames) sit on average
+    relative to the anchor of the notes each hand plays (weighted by the anchor's weight).
+    `body_follow`: per axis, the least-squares slope of the body's centre (the torso joints) on the
+    fingertips' centroid over all frames: how far he leans with his hands. `settings` override the
+    other defaults (sigma_s, dead_zone_keys, ...). Clips without notes are transcribed first."""
+    from ..hand_anchor import _TORSO, note_anchors, resolve
+
+    if not model.uses_notes:
+        raise ValueError("hand anchoring needs a 'notes' KHP")
+    s = resolve(settings)
+    if any(c.meta.get("notes") is None for c in clips):
+        label_with_transcription(model, [c for c in clips if c.meta.get("notes") is None], progress)
+    gaps, weights, body, tips_all = [[], []], [[], []], [], []
+    for c in clips:
+        kp, vis = np.asarray(c.keypoints, np.float64), np.asarray(c.visibility)
+        centres = np.asarray(c.meta["keyboard_quads"], np.float64).mean(1)  # (88, 2)
+        anchors, w = note_anchors(c.meta["notes"], c.num_frames, c.meta["fps"], centres, s)
+        for i, h in enumerate(HANDS):
+            seen = (vis[:, FINGERTIPS[h]] > 0.5).all(1) & (w[i] > 0)
+            gaps[i].append(kp[seen][:, FINGERTIPS[h]].mean(1) - anchors[i][seen])
+            weights[i].append(w[i][seen])
+        body.append(kp[:, _TORSO].mean(1))
+        tips_all.append(kp[:, FINGERTIPS["left"] + FINGERTIPS["right"]].mean(1))
+    offsets = []
+    for i in range(2):
+        g, w = np.concatenate(gaps[i]), np.concatenate(weights[i])
+        if w.sum() == 0:
+            raise ValueError("no frame with both notes and a visible hand to fit hand anchoring on")
+        offsets.append([round(float(v), 5) for v in (g * w[:, None]).sum(0) / w.sum()])
+    b, t = np.concatenate(body), np.concatenate(tips_all)
+    b, t = b - b.mean(0), t - t.mean(0)
+    follow = [round(float((b[:, a] * t[:, a]).sum() / max((t[:, a] ** 2).sum(), 1e-12)), 4) for a in range(2)]
+    fitted = resolve(s | {"offsets": offsets, "body_follow": follow})
+    model.config.hand_anchor = fitted
+    return fitted
 
 
 def flat_metrics(result: dict, prefix: str = "val/") -> dict[str, float]:
@@ -310,6 +412,8 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         note_noise=cfg.note_noise,
         shift=cfg.shift_augment,
         shift_reference=cfg.shift_reference,
+        transpose=cfg.transpose_augment,
+        transpose_prob=cfg.transpose_prob,
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.

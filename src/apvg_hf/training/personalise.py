@@ -1,6 +1,6 @@
 """Personalise a pipeline to one performer, end to end, resuming wherever it stopped:
 fetch (or find) the video -> `apvg preprocess` -> fine-tune the STU -> fine-tune the KHP -> copy the
-weights into the recipe folder -> assemble a runnable pipeline folder.
+weights into the recipe folder -> fit hand anchoring (optional) -> assemble a runnable pipeline folder.
 
 A recipe folder (`pipelines/<performer>/`) holds `personalise.yaml`:
 
@@ -11,6 +11,8 @@ A recipe folder (`pipelines/<performer>/`) holds `personalise.yaml`:
     stu: stu.yaml                         # the fine-tuning recipes (train_stu.py / train_khp.py);
                                           # a list runs them in order (the last one's model is kept)
     khp: khp.yaml
+    hand_anchor: {}                       # optional: fit hand anchoring on the training part (settings
+                                          # override apvg_hf.hand_anchor.DEFAULTS), stored in khp/config.json
     reference: {clip: 3, frame: 0}        # a training frame: who plays, where, seen how
     pipeline: outputs/fourms-pianist-pipeline
 
@@ -93,6 +95,23 @@ def ensure_trained(folder: Path, kind: str, recipe: dict, train_stage: bool) -> 
     return target
 
 
+def ensure_hand_anchor(recipe: dict, khp: Path, dataset: Path) -> None:
+    """With `hand_anchor` in the recipe (and training run here): fit it on the training split and
+    write it into `khp`'s config (`apvg_hf.training.khp.fit_hand_anchor`)."""
+    if recipe.get("hand_anchor") is None:
+        return
+    from ..data.clips import load_clips
+    from ..feature_extraction_apvg import APVGFeatureExtractor
+    from ..modeling_khp import KHPModel
+    from .khp import fit_hand_anchor
+
+    model = KHPModel.from_pretrained(khp)
+    clips = load_clips(dataset, "train", APVGFeatureExtractor.from_pretrained(khp), model.config.coarse_size)
+    fitted = fit_hand_anchor(model, clips, **recipe["hand_anchor"])
+    model.config.save_pretrained(khp)
+    print(f"hand anchoring fitted on {len(clips)} training clips: {fitted}", file=sys.stderr)
+
+
 def personalise(folder: str | Path, train_stage: bool = True) -> Path:
     """Run the whole recipe in `folder` (see the module doc); returns the assembled pipeline folder."""
     folder = Path(folder)
@@ -101,6 +120,8 @@ def personalise(folder: str | Path, train_stage: bool = True) -> Path:
     dataset = ensure_dataset(recipe, video)
     stu = ensure_trained(folder, "stu", recipe, train_stage)
     khp = ensure_trained(folder, "khp", recipe, train_stage)
+    if train_stage:
+        ensure_hand_anchor(recipe, khp, dataset)
     ref = recipe.get("reference", {})
     out = Path(recipe["pipeline"])
     script = Path(__file__).resolve().parents[3] / "scripts" / "assemble_pipeline.py"

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..data.clips import load_clips, load_frames
-from ..evaluation.frames import FrameMetrics, stu_render
+from ..evaluation.frames import FrameMetrics, hand_boxes, stu_render
 from ..evaluation.khp import performance_key, reference_source
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..heatmaps import keypoints_to_heatmaps
@@ -50,7 +50,7 @@ from .loop import (
 from .stu_objective import PatchDiscriminator, discriminator_input, lsgan, pose_maps, reconstruction_losses
 
 STUModelArgs = kwargs_dataclass(STUModel, module=__name__)
-LOSS_NAMES = ("l1", "ssim", "temporal", "adversarial")
+LOSS_NAMES = ("l1", "ssim", "temporal", "adversarial", "hands")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class LossWeights:
     ssim: float = 0.5  # 1 - SSIM
     temporal: float = 1.0  # L1 of frame differences
     adversarial: float = 0.02  # LSGAN against the discriminator
+    hands: float = 0.0  # L1 inside a box around each visible hand (where hands PSNR is scored)
 
 
 @dataclass
@@ -164,7 +165,15 @@ class WindowBatches(torch.utils.data.Dataset):
         heatmaps = keypoints_to_heatmaps(
             kp, mc.resolution, visibility=v, sigma=mc.heatmap_sigma, limb_sigma=mc.limb_sigma
         )  # (B, n, K + L, R, R)
-        return {
+        out = {}
+        if cfg.loss.hands:  # where the hands are, as hands PSNR sees them (the true keypoints)
+            R, mask = mc.resolution, np.zeros((len(kps), n, 1, mc.resolution, mc.resolution), np.uint8)
+            for b, (k, v) in enumerate(zip(kps, vis)):
+                for t, boxes in enumerate(hand_boxes(k, v, R)):
+                    for y0, x0, side in boxes:
+                        mask[b, t, :, y0 : y0 + side, x0 : x0 + side] = 1
+            out["hand_mask"] = torch.from_numpy(mask)  # (B, n, 1, R, R)
+        return out | {
             "heatmaps": heatmaps,
             "coarse": torch.from_numpy(np.stack(coarse)).float(),  # (B, n, 3, s, s)
             "reference": torch.from_numpy(np.stack(ref)).float() / 255.0,  # (B, 3, R, R)
@@ -276,7 +285,8 @@ def train(cfg: TrainSTUConfig, resume: str | None = None) -> Path | None:
                         with torch.no_grad():
                             state = model(hm[:, :B0], coarse[:, :B0], ref).state
                     fake = model(hm[:, B0:], coarse[:, B0:], ref, state=state).frames  # (B, T, 3, R, R)
-                    terms = reconstruction_losses(fake, real)
+                    mask = batch["hand_mask"][:, B0:] if "hand_mask" in batch else None
+                    terms = reconstruction_losses(fake, real, mask)
                     poses = pose_maps(hm[:, B0:], K)  # (B, T, 2, R, R)
                     if use_adv:  # the discriminator, frozen, judges the fakes (no DDP sync for it here)
                         d = accelerator.unwrap_model(disc).requires_grad_(False)

@@ -56,13 +56,21 @@ def discriminator_input(frames: torch.Tensor, poses: torch.Tensor, num_frames: i
     return x.flatten(0, 1)
 
 
-def reconstruction_losses(fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-    """fake, real (B, T, 3, H, W) in [0, 1] -> L1, 1 - SSIM, temporal (L1 of frame differences)."""
+def reconstruction_losses(
+    fake: torch.Tensor, real: torch.Tensor, hand_mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """fake, real (B, T, 3, H, W) in [0, 1] -> L1, 1 - SSIM, temporal (L1 of frame differences), and
+    hands: L1 where `hand_mask` (B, T, 1, H, W) is 1 (0 without a mask or where no hand is seen)."""
     fake, real = fake.float(), real.float()
+    err = (fake - real).abs()
     out = {
-        "l1": (fake - real).abs().mean(),
+        "l1": err.mean(),
         "ssim": 1 - ssim(fake.flatten(0, 1), real.flatten(0, 1)).mean(),
+        "hands": fake.new_zeros(()),
     }
+    if hand_mask is not None:
+        m = hand_mask.to(err.dtype)
+        out["hands"] = (err * m).sum() / (3 * m.sum()).clamp_min(1.0)
     if fake.shape[1] > 1:
         out["temporal"] = ((fake[:, 1:] - fake[:, :-1]) - (real[:, 1:] - real[:, :-1])).abs().mean()
     else:
