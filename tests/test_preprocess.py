@@ -25,6 +25,7 @@ from apvg_hf.data.real import (
 from apvg_hf.data.scene import keyboard_outline, keyboard_quads
 from apvg_hf.data.virtual_pianist import PerformanceSpec, decode_video, generate_clips
 from apvg_hf.video_io import VideoWriter
+from conftest import load_script
 
 W, H, FPS, SECONDS = 160, 120, 30.0, 6.0
 L, R = (sk.HAND_INDICES[h] for h in sk.HANDS)
@@ -365,6 +366,25 @@ def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_pa
     out = pipe(wave, sampling_rate=16000, output_type="np", show_progress=False)
     assert out.frames.shape[1:] == (64, 64, 3)
     assert personalise.personalise(folder, train_stage=False) == pipe_dir
+    # choosing the anchoring's settings on the validation split
+    tuned = tmp_path / "tuning.json"
+    load_script("tune_hand_anchor").main(
+        ["--dataset", str(dataset), "--khp", str(folder / "khp"), "--sigmas", "0.3", "--dead-zones", "0", "2",
+         "--reference-clip", "0", "--size", "64", "--output", str(tuned)]
+    )  # fmt: skip
+    rows = json.loads(tuned.read_text())["rows"]
+    assert [(r["sigma_s"], r["dead_zone_keys"]) for r in rows] == [(None, None), (0.3, 0), (0.3, 2)]
+    assert (
+        all(np.isfinite(r["all_px64"]) for r in rows)
+        and "| network only |" in tuned.with_suffix(".md").read_text()
+    )
+    # the audio's ceiling for wrist speed
+    table = tmp_path / "wrist.md"
+    load_script("wrist_speed_audio").main(
+        ["--dataset", str(dataset), "--khp", str(folder / "khp"), "--splits", "train", "--output", str(table)]
+    )
+    row = [line for line in table.read_text().splitlines() if line.startswith("| train |")]
+    assert len(row) == 1 and row[0].count("|") == 6
 
 
 def test_keyboard_transpose_relabels_and_is_found():

@@ -32,7 +32,7 @@ from .piano_roll import LOWEST_PITCH, NUM_KEYS, is_black_key
 from .skeleton import FINGERTIPS, HAND_INDICES, HANDS, INDEX, NUM_BODY
 
 DEFAULTS = {
-    "sigma_s": 0.25,  # Gaussian width in time of a hand's anchor (seconds)
+    "sigma_s": 0.15,  # Gaussian width in time of a hand's anchor (seconds)
     "window_s": 1.0,  # notes this near in time decide the split between the hands
     "split_span": 7,  # semitones: a wider group is split at its median pitch
     "split_pitch": 60,  # a narrower group goes to the left hand below this pitch
@@ -42,7 +42,7 @@ DEFAULTS = {
     "body_follow": [0.0, 0.0],  # (x, y) body move per unit of the hands' mean move
 }
 # body joints that move with the body, not with a hand
-_TORSO = [
+TORSO_JOINTS = [
     i for i in range(NUM_BODY) if i not in {INDEX[f"{h}_{j}"] for h in HANDS for j in ("elbow", "wrist")}
 ]
 
@@ -68,7 +68,7 @@ def white_key_width(centres: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(np.asarray(centres)[white], axis=0), axis=-1).mean())
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 (edges repeated), kernel normalised: a density stays one."""
     r = max(1, int(4 * sigma + 0.5))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
@@ -106,8 +106,10 @@ def note_anchors(
         count[h, f] += 1
         where[h, f] += centres[n["pitch"] - LOWEST_PITCH]
     sigma = s["sigma_s"] * fps
-    density = _smooth(count.T, sigma).T  # (2, T) notes per frame
-    anchors = _smooth(where.transpose(1, 0, 2).reshape(num_frames, 4), sigma).reshape(num_frames, 2, 2)
+    density = gaussian_smooth(count.T, sigma).T  # (2, T) notes per frame
+    anchors = gaussian_smooth(where.transpose(1, 0, 2).reshape(num_frames, 4), sigma).reshape(
+        num_frames, 2, 2
+    )
     anchors = anchors.transpose(1, 0, 2) / np.maximum(density, 1e-9)[..., None]  # (2, T, 2)
     return anchors, np.clip(density / s["full_weight"], 0.0, 1.0)
 
@@ -140,5 +142,5 @@ def anchor_hands(
         moves[h] = gap * (np.clip(dist - dead, 0, None) / np.maximum(dist, 1e-9)) * weights[i][:, None]
     out = move_hands(kp, moves)
     body = (moves["left"] + moves["right"]) / 2 * np.asarray(s["body_follow"])  # (T, 2)
-    out[:, _TORSO] += body[:, None].astype(out.dtype)
+    out[:, TORSO_JOINTS] += body[:, None].astype(out.dtype)
     return out

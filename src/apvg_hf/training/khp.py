@@ -319,7 +319,7 @@ def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -
     `body_follow`: per axis, the least-squares slope of the body's centre (the torso joints) on the
     fingertips' centroid over all frames: how far he leans with his hands. `settings` override the
     other defaults (sigma_s, dead_zone_keys, ...). Clips without notes are transcribed first."""
-    from ..hand_anchor import _TORSO, note_anchors, resolve
+    from ..hand_anchor import TORSO_JOINTS, note_anchors, resolve
 
     if not model.uses_notes:
         raise ValueError("hand anchoring needs a 'notes' KHP")
@@ -335,7 +335,7 @@ def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -
             seen = (vis[:, FINGERTIPS[h]] > 0.5).all(1) & (w[i] > 0)
             gaps[i].append(kp[seen][:, FINGERTIPS[h]].mean(1) - anchors[i][seen])
             weights[i].append(w[i][seen])
-        body.append(kp[:, _TORSO].mean(1))
+        body.append(kp[:, TORSO_JOINTS].mean(1))
         tips_all.append(kp[:, FINGERTIPS["left"] + FINGERTIPS["right"]].mean(1))
     offsets = []
     for i in range(2):
