@@ -9,7 +9,8 @@ signals any audio-driven model could compute: the density of the note onsets the
 hears, and the spectral flux of the features, each smoothed (Gaussian, `--smoothing` frames) and
 shifted by `--lags` frames (positive: the sound leads). The best correlation over that sweep is
 reported per signal (chosen per split, so it is optimistic), beside the real speed's correlation with
-itself smoothed over 3 frames (how much of it is motion rather than estimator noise).
+itself smoothed (Gaussian, σ 3 frames): how much of it is motion rather than estimator noise. Lags
+wrap around within each clip (np.roll): a few frames at each clip's ends pair with the other end.
 """
 
 from __future__ import annotations

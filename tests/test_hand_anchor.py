@@ -21,9 +21,9 @@ def centres() -> np.ndarray:
 
 
 def two_hands_notes(seconds: float = 3.0) -> list[dict]:
-    """A bass note (A1, key 12) and a treble note (A5, key 60) every half second."""
+    """A bass note (A1, key 12) and a treble note (A5, key 60) every 0.2 s."""
     out = []
-    for t in np.arange(0, seconds, 0.5):
+    for t in np.arange(0, seconds, 0.2):
         out += [{"pitch": 33, "onset": float(t), "offset": float(t) + 0.4, "velocity": 80},
                 {"pitch": 81, "onset": float(t), "offset": float(t) + 0.4, "velocity": 80}]  # fmt: skip
     return out
@@ -40,6 +40,11 @@ def test_note_anchors_split_the_hands_and_fade_away_from_notes():
     _, w2 = note_anchors([{"pitch": 40, "onset": 0.0}, {"pitch": 43, "onset": 0.0}], 30, FPS, centres())
     assert w2[0].max() > 0 and w2[1].max() == 0
     assert abs(white_key_width(centres()) - 12 / 7 / 100) < 1e-3  # 7 white keys per 12 keys
+    # a note on the first frame counts once (no padding that repeats it); one before the input (-1 s) not
+    # at all
+    _, w3 = note_anchors([{"pitch": 40, "onset": 0.0}, {"pitch": 41, "onset": -1.0}], 60, FPS, centres(),
+                         {"full_weight": 1e9})  # fmt: skip
+    assert 0.5 < w3[0].sum() * 1e9 < 0.6  # half its kernel (and the centre) inside, not 2.3 onsets' worth
 
 
 def test_anchor_hands_moves_only_hands_outside_the_dead_zone():
@@ -98,6 +103,8 @@ def test_khp_applies_its_hand_anchor_chunk_exactly_and_saves_it(tmp_path):
     tips = p1[:76, FINGERTIPS["left"]].mean(1)  # (after 2.5 s the last notes fade)
     assert np.allclose(tips, centres()[12], atol=1e-4)  # no dead zone: the fingertips on the key
     assert not np.allclose(p0, p1)
+    unkeyed = anchored.predict(piano_roll=roll).keypoints[0].numpy()  # no keyboard: anchoring is off
+    assert np.allclose(unkeyed, plain.predict(piano_roll=roll).keypoints[0].numpy())
     chunked = anchored.predict(piano_roll=roll, reference_keys=quads, chunk_frames=17).keypoints[0].numpy()
     assert np.allclose(chunked, p1, atol=1e-5)
     anchored.save_pretrained(tmp_path)

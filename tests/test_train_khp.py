@@ -260,7 +260,7 @@ def test_transposition_augmentation_moves_notes_audio_and_hands_together():
                 np.ones((T, 56), np.float32), coarse, meta, audio=audio)  # fmt: skip
     kw = dict(window=16, batch_size=6, coarse_frames=4, seed=0, notes_extractor=fe, augment_audio=False)
     b = WindowSampler([clip], transpose=7, transpose_prob=1.0, **kw).batch(0, 0, 0)
-    assert "target_coarse_frames" not in b
+    assert "target_coarse_frames" not in b and "coarse_frame_indices" in b  # decoded, not scored
     ks = b["target_piano_roll"][:, 5, :, 1].argmax(-1) - (60 - 21)  # (B,) the transpositions drawn
     assert ks.abs().max() > 0 and (ks.abs() <= 7).all()
     for i, k in enumerate(ks.tolist()):

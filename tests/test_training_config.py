@@ -53,7 +53,7 @@ def test_unknown_keys_are_errors_that_name_the_known_ones():
     with pytest.raises(ConfigError, match=r"'model.hiden_size'; the keys of model are .*\bhidden_size\b"):
         parse_config(TrainKHPConfig, ["--model.hiden_size=128"])
     with pytest.raises(
-        ConfigError, match=r"'loss.ssmi'; the keys of loss are adversarial, l1, ssim, temporal"
+        ConfigError, match=r"'loss.ssmi'; the keys of loss are adversarial, hands, l1, ssim, temporal"
     ):
         parse_config(TrainSTUConfig, ["--loss.ssmi=0"])
     with pytest.raises(ConfigError, match="steps takes a value, not sub-keys"):
@@ -139,7 +139,13 @@ def test_makefile_ablations_parse():
         + ["--discriminator_frames=1", "--loss.ssim=0", "--loss.temporal=0"],
     )
     assert not cfg.model.use_graph and not cfg.model.use_gru and cfg.discriminator_frames == 1
-    assert dataclasses.asdict(cfg.loss) == {"l1": 1.0, "ssim": 0.0, "temporal": 0.0, "adversarial": 0.02}
+    assert dataclasses.asdict(cfg.loss) == {
+        "l1": 1.0,
+        "ssim": 0.0,
+        "temporal": 0.0,
+        "adversarial": 0.02,
+        "hands": 0.0,
+    }
     assert cfg.model.resolution == 128  # the rest of the recipe's model section stays
 
 

@@ -26,6 +26,8 @@ operation is per frame given the whole input's notes, so chunked inference stays
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .piano_roll import LOWEST_PITCH, NUM_KEYS, is_black_key
@@ -52,7 +54,7 @@ def resolve(settings: dict | None) -> dict:
     unknown = set(settings or {}) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown hand_anchor settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    out = DEFAULTS | dict(settings or {})
+    out = copy.deepcopy(DEFAULTS | dict(settings or {}))
     if np.shape(out["offsets"]) != (2, 2) or np.shape(out["body_follow"]) != (2,):
         raise ValueError("hand_anchor offsets must be [[x, y], [x, y]] (left, right), body_follow [x, y]")
     if out["sigma_s"] <= 0 or out["window_s"] <= 0 or out["dead_zone_keys"] < 0 or out["full_weight"] <= 0:
@@ -68,12 +70,13 @@ def white_key_width(centres: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(np.asarray(centres)[white], axis=0), axis=-1).mean())
 
 
-def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0 (edges repeated), kernel normalised: a density stays one."""
+def gaussian_smooth(x: np.ndarray, sigma: float, mode: str = "edge") -> np.ndarray:
+    """Gaussian smoothing along axis 0, kernel normalised; beyond the ends `mode` "edge" repeats the
+    end values (a signal), "constant" is zero (events: one onset stays one onset)."""
     r = max(1, int(4 * sigma + 0.5))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
-    pad = np.pad(x, [(r, r)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    pad = np.pad(x, [(r, r)] + [(0, 0)] * (x.ndim - 1), mode=mode)
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="valid"), 0, pad)
 
 
@@ -102,14 +105,14 @@ def note_anchors(
     count, where = np.zeros((2, num_frames)), np.zeros((2, num_frames, 2))
     notes = [n for n in notes if 0 <= n["pitch"] - LOWEST_PITCH < NUM_KEYS]
     for n, h in zip(notes, split_hands(notes, s) if notes else []):
-        f = int(np.clip(round(n["onset"] * fps), 0, num_frames - 1))
-        count[h, f] += 1
-        where[h, f] += centres[n["pitch"] - LOWEST_PITCH]
+        f = int(round(n["onset"] * fps))
+        if 0 <= f < num_frames:  # (a note that began before the input has no onset in it)
+            count[h, f] += 1
+            where[h, f] += centres[n["pitch"] - LOWEST_PITCH]
     sigma = s["sigma_s"] * fps
-    density = gaussian_smooth(count.T, sigma).T  # (2, T) notes per frame
-    anchors = gaussian_smooth(where.transpose(1, 0, 2).reshape(num_frames, 4), sigma).reshape(
-        num_frames, 2, 2
-    )
+    density = gaussian_smooth(count.T, sigma, "constant").T  # (2, T) notes per frame
+    anchors = gaussian_smooth(where.transpose(1, 0, 2).reshape(num_frames, 4), sigma, "constant")
+    anchors = anchors.reshape(num_frames, 2, 2)
     anchors = anchors.transpose(1, 0, 2) / np.maximum(density, 1e-9)[..., None]  # (2, T, 2)
     return anchors, np.clip(density / s["full_weight"], 0.0, 1.0)
 

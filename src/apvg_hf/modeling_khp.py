@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_khp import KHPConfig
 from .hand_anchor import anchor_hands, note_anchors
@@ -46,6 +46,8 @@ from .heatmaps import heatmap_distance
 from .hub import model_card, push_object
 from .piano_roll import LOWEST_PITCH, NUM_KEYS, decode_roll, is_black_key, notes_to_roll, roll_to_notes
 from .skeleton import BONES, FINGERTIPS, HAND_INDICES
+
+logger = logging.get_logger(__name__)
 
 _HAND = sorted(i for h in HAND_INDICES.values() for i in h)
 _TIPS = [i for h in ("left", "right") for i in FINGERTIPS[h]]  # the ten fingertips
@@ -755,8 +757,13 @@ class KHPModel(KHPPreTrainedModel):
             refs["reference_keys"] = self._as_batch(reference_keys, 4).expand(B, -1, -1, -1)
         T = seq.shape[1]
         anchors = None
-        if self.uses_notes and self.config.hand_anchor is not None:
-            centres = self.keyboard.quads(B, refs.get("reference_keys"), None).float().mean(2).cpu().numpy()
+        if self.uses_notes and self.config.hand_anchor is not None and "reference_keys" not in refs:
+            logger.warning(
+                "hand anchoring is off for this input: it needs the reference's keyboard (reference_keys), "
+                "as its offsets were fitted in that camera"
+            )
+        elif self.uses_notes and self.config.hand_anchor is not None:
+            centres = refs["reference_keys"].float().mean(2).cpu().numpy()  # (B, 88, 2)
             anchors = [
                 (*note_anchors(n, T, fps, k, self.config.hand_anchor), k) for n, k in zip(notes, centres)
             ]

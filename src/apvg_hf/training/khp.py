@@ -195,10 +195,11 @@ class WindowSampler:
             out["reference_keys"] = torch.from_numpy(np.stack(ref_keys))
         if ref_frame:
             out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
-        if coarse and self.coarse_frames and not transposing:
+        if coarse and self.coarse_frames:
             k = min(self.coarse_frames, W)
             out["coarse_frame_indices"] = torch.from_numpy(np.sort(rng.choice(W, k, replace=False)))
-            out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
+            if not transposing:  # (the target frames show the hands where they were: no coarse loss)
+                out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
         return out
 
     def choose_transposition(self, clip, start: int, n: int, rng: np.random.Generator):
@@ -218,7 +219,11 @@ class WindowSampler:
             seen = clip.visibility[start : start + n, FINGERTIPS[h]] > 0.5
             at = tips[seen].mean(0) if seen.any() else tips.reshape(-1, 2).mean(0)
             near[h] = int(np.argmin(np.linalg.norm(centres - at, axis=-1)))
-        lo = max(-self.transpose, LOWEST_PITCH - min(pitches, default=LOWEST_PITCH), -min(near.values()))
+        lo = max(
+            -self.transpose,
+            LOWEST_PITCH - min(pitches, default=LOWEST_PITCH + NUM_KEYS - 1),
+            -min(near.values()),
+        )
         hi = min(self.transpose, LOWEST_PITCH + NUM_KEYS - 1 - max(pitches, default=LOWEST_PITCH),
                  NUM_KEYS - 1 - max(near.values()))  # fmt: skip
         k = int(rng.integers(lo, hi + 1)) if lo <= hi else 0
@@ -318,14 +323,17 @@ def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -
     relative to the anchor of the notes each hand plays (weighted by the anchor's weight).
     `body_follow`: per axis, the least-squares slope of the body's centre (the torso joints) on the
     fingertips' centroid over all frames: how far he leans with his hands. `settings` override the
-    other defaults (sigma_s, dead_zone_keys, ...). Clips without notes are transcribed first."""
+    other defaults (sigma_s, dead_zone_keys, ...). Clips without notes are transcribed first (their
+    `meta["notes"]` is set, as `label_with_transcription` does); the model's train/eval mode is kept."""
     from ..hand_anchor import TORSO_JOINTS, note_anchors, resolve
 
     if not model.uses_notes:
         raise ValueError("hand anchoring needs a 'notes' KHP")
     s = resolve(settings)
     if any(c.meta.get("notes") is None for c in clips):
+        training = model.training
         label_with_transcription(model, [c for c in clips if c.meta.get("notes") is None], progress)
+        model.train(training)
     gaps, weights, body, tips_all = [[], []], [[], []], [], []
     for c in clips:
         kp, vis = np.asarray(c.keypoints, np.float64), np.asarray(c.visibility)
@@ -371,7 +379,9 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     writing a checkpoint to go on from.
     """
     out_dir = Path(cfg.output_dir)
-    accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=cfg.coarse_frames == 0)
+    # (the coarse head gets no gradient without coarse frames, nor in transposed batches)
+    unused = cfg.coarse_frames == 0 or cfg.transpose_augment > 0
+    accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=unused)
     is_main = accelerator.is_main_process
     set_seed(cfg.seed)
 

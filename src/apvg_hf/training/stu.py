@@ -166,10 +166,10 @@ class WindowBatches(torch.utils.data.Dataset):
             kp, mc.resolution, visibility=v, sigma=mc.heatmap_sigma, limb_sigma=mc.limb_sigma
         )  # (B, n, K + L, R, R)
         out = {}
-        if cfg.loss.hands:  # where the hands are, as hands PSNR sees them (the true keypoints)
+        if cfg.loss.hands:  # where the hands are (the keypoints drawn), in the boxes hands PSNR scores
             R, mask = mc.resolution, np.zeros((len(kps), n, 1, mc.resolution, mc.resolution), np.uint8)
-            for b, (k, v) in enumerate(zip(kps, vis)):
-                for t, boxes in enumerate(hand_boxes(k, v, R)):
+            for b, (k, seen) in enumerate(zip(kps, vis)):
+                for t, boxes in enumerate(hand_boxes(k, seen, R)):
                     for y0, x0, side in boxes:
                         mask[b, t, :, y0 : y0 + side, x0 : x0 + side] = 1
             out["hand_mask"] = torch.from_numpy(mask)  # (B, n, 1, R, R)
