@@ -200,3 +200,44 @@ def test_committed_personalised_weights_load_run_and_credit_the_footage():
     card = (FOURMS / "README.md").read_text()
     assert "GPL-3.0" in card and "fourMs" in card and "University of Oslo" in card
     assert not (FOURMS / "reference").exists()  # a frame of the footage: never committed
+
+
+def test_committed_personalised_khp_anchors_hands_to_the_notes_keys():
+    """The fourMs KHP's hand anchoring, as the recipe fits it: the settings chosen on validation, offsets
+    of a few % of the frame; played an octave apart on this keyboard (MIDI in), the left hand's
+    fingertips go where the notes' keys are, within the dead zone, where without anchoring they do not
+    move as far."""
+    from apvg_hf.data.real import quads_from_corners
+    from apvg_hf.hand_anchor import white_key_width
+    from apvg_hf.piano_roll import notes_to_roll
+    from apvg_hf.skeleton import FINGERTIPS
+
+    recipe = yaml.safe_load((FOURMS / "personalise.yaml").read_text())
+    khp = KHPModel.from_pretrained(FOURMS / "khp").eval()
+    anchor = khp.config.hand_anchor
+    assert anchor is not None and all(anchor[k] == v for k, v in recipe["hand_anchor"].items())
+    assert np.abs(anchor["offsets"]).max() < 0.1 and 0 < anchor["body_follow"][0] < 1
+    pre = recipe["preprocess"]
+    corners = (np.asarray(pre["keyboard_corners"], np.float64).reshape(4, 2) - [222, 62]) / 273
+    quads = quads_from_corners(corners, pre["keyboard_transpose"]).astype(np.float32)  # (88, 4, 2)
+    centres = quads.mean(1)
+    T, fps = 150, 30
+    moved = {}
+    for low in (40, 52):  # bass notes an octave apart (sounding pitch): the left hand's anchor
+        notes = [{"pitch": p, "onset": t, "offset": t + 0.2, "velocity": 80}
+                 for t in np.arange(0, 5, 0.25) for p in (low, low + 36)]  # fmt: skip
+        roll = notes_to_roll(notes, T, fps)
+        kp_ref, frame_ref, _ = reference_inputs()
+        out = khp_predict(khp, None, kp_ref, frame_ref, quads, piano_roll=roll)["keypoints"]  # (T, K, 2)
+        tips = out[30:120, FINGERTIPS["left"]].mean(1)  # (90, 2), away from the ends
+        target = centres[low - 21] + np.asarray(anchor["offsets"][0])
+        dead = anchor["dead_zone_keys"] * white_key_width(centres)
+        assert np.linalg.norm(tips - target, axis=-1).max() <= dead + 1e-3, low
+        khp.config.hand_anchor = None
+        bare = khp_predict(khp, None, kp_ref, frame_ref, quads, piano_roll=roll)["keypoints"]
+        khp.config.hand_anchor = anchor
+        moved[low] = tips.mean(0), bare[30:120, FINGERTIPS["left"]].mean((0, 1))
+    octave = np.linalg.norm(centres[52 - 21] - centres[40 - 21])
+    with_anchor = np.linalg.norm(moved[52][0] - moved[40][0])
+    alone = np.linalg.norm(moved[52][1] - moved[40][1])
+    assert with_anchor > alone and with_anchor > 0.5 * octave, (with_anchor, alone, octave)
