@@ -366,6 +366,16 @@ def test_one_command_personalises_and_resumes(preprocessed, tiny_dataset, tmp_pa
     out = pipe(wave, sampling_rate=16000, output_type="np", show_progress=False)
     assert out.frames.shape[1:] == (64, 64, 3)
     assert personalise.personalise(folder, train_stage=False) == pipe_dir
+    capsys.readouterr()
+    assert cli_main(["info", "--model", str(pipe_dir)]) == 0
+    assert "hand anchoring: on (σ 0.3 s" in capsys.readouterr().out
+    import soundfile as sf
+
+    sf.write(tmp_path / "in.wav", wave, 16000)
+    out_mp4 = tmp_path / "plain.mp4"
+    assert cli_main(["generate", str(tmp_path / "in.wav"), "--model", str(pipe_dir), "-o", str(out_mp4),
+                     "--no-hand-anchor", "-q"]) == 0  # fmt: skip
+    assert out_mp4.stat().st_size > 0
     # choosing the anchoring's settings on the validation split
     tuned = tmp_path / "tuning.json"
     load_script("tune_hand_anchor").main(

@@ -53,6 +53,8 @@ def cmd_generate(args) -> int:
     out = check_output_path(args.output or audio.with_suffix(".mp4"))
     t0 = time.perf_counter()
     pipe = _load(args.model, args.device, args.quiet)
+    if args.no_hand_anchor:
+        pipe.khp.config.hand_anchor = None
     t1 = time.perf_counter()
     result = pipe(
         **music,
@@ -86,6 +88,11 @@ def cmd_info(args) -> int:
         m = getattr(pipe, name)
         print(f"  {name}: {type(m).__name__}, {sum(p.numel() for p in m.parameters()):,} parameters")
     print(f"  output: {pipe.stu.config.resolution}x{pipe.stu.config.resolution} frames")
+    anchor = getattr(pipe.khp.config, "hand_anchor", None)
+    if anchor:
+        print(
+            f"  hand anchoring: on (σ {anchor['sigma_s']:g} s, dead zone {anchor['dead_zone_keys']:g} white keys)"
+        )
     return 0
 
 
@@ -188,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-seconds", type=float, default=3600.0, help="refuse longer audio")
     g.add_argument(
         "--bf16", action="store_true", help="the STU under bfloat16 autocast (~2x faster on AMX CPUs)"
+    )
+    g.add_argument(
+        "--no-hand-anchor",
+        action="store_true",
+        help="personalised pipelines: leave the hands where the KHP network puts them (apvg_hf.hand_anchor)",
     )
     g.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")
     g.add_argument("-q", "--quiet", action="store_true")
