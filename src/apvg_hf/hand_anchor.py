@@ -85,9 +85,14 @@ def split_hands(notes: list[dict], settings: dict) -> list[int]:
     s = resolve(settings)
     onsets = np.array([n["onset"] for n in notes], np.float64)
     pitches = np.array([n["pitch"] for n in notes], np.float64)
+    order = np.argsort(onsets, kind="stable")
+    by_time, pitch_by_time = onsets[order], pitches[order]
+    # each note's neighbours (|onset difference| < window_s) are a slice of the notes sorted by onset
+    lo = np.searchsorted(by_time, onsets - s["window_s"], side="right")
+    hi = np.searchsorted(by_time, onsets + s["window_s"], side="left")
     hands = []
-    for t, p in zip(onsets, pitches):
-        near = pitches[np.abs(onsets - t) < s["window_s"]]
+    for p, a, b in zip(pitches, lo, hi):
+        near = pitch_by_time[a:b]
         if near.max() - near.min() >= s["split_span"]:
             hands.append(0 if p <= np.median(near) else 1)
         else:
