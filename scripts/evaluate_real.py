@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apvg_hf import AppearanceReference, APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
+from apvg_hf import APVGFeatureExtractor, APVGPipeline, KHPModel, STUModel
 from apvg_hf.data.clips import load_clips, load_frames
 from apvg_hf.evaluation import khp_predict
 from apvg_hf.evaluation.baselines import LSTMBaseline, MeanPoseBaseline
 from apvg_hf.evaluation.frames import FrameMetrics, stu_render_many
-from apvg_hf.evaluation.real import KeypointScores
+from apvg_hf.evaluation.real import KeypointScores, training_reference
 from apvg_hf.pipeline_performance_video import default_pipeline_path
 
 KP_COLUMNS = [
@@ -126,16 +126,13 @@ def main(argv=None) -> int:
     test = load_clips(args.dataset, "test", fe, coarse_size=cs)
     test_frames = load_frames(args.dataset, "test", size)  # (T, 3, S, S) uint8 per clip
     rc, rf = args.reference_clip, args.reference_frame
-    ref_full = load_frames(args.dataset, "train", 256)[rc][rf]  # (3, 256, 256) uint8
-    src = train[rc]
-    ref = AppearanceReference.from_frame(
-        torch.from_numpy(np.array(ref_full)).float() / 255,
-        src.keypoints[rf],
-        resolution=256,
-        keyboard_quads=src.meta["keyboard_quads"],
-    )
-    ref_kp, ref_keys = np.asarray(src.keypoints[rf]), np.asarray(src.meta["keyboard_quads"], np.float32)
-    ref_small = ref.at(cs).numpy()  # (3, s, s)
+    chosen = training_reference(args.dataset, train, rc, rf, cs)
+    ref, ref_kp, ref_keys, ref_small = (
+        chosen["reference"],
+        chosen["keypoints"],
+        chosen["keys"],
+        chosen["coarse"],
+    )  # coarse (3, s, s)
 
     # 2. Keypoints from the audio.
     mean = MeanPoseBaseline().fit(train)
@@ -218,7 +215,7 @@ def main(argv=None) -> int:
             "test_frames": n_test,
             "test_seconds": n_test / test[0].meta["fps"],
             "train_seconds": sum(c.num_frames for c in train) / train[0].meta["fps"],
-            "reference": {"clip": rc, "frame": rf, "time_s": src.meta["start_time"] + rf / src.meta["fps"]},
+            "reference": {"clip": rc, "frame": rf, "time_s": chosen["time_s"]},
             "lstm_steps": args.lstm_steps,
             "command": "python scripts/evaluate_real.py "
             + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from apvg_hf import AppearanceReference, APVGFeatureExtractor, KHPModel
-from apvg_hf.data.clips import load_clips, load_frames
+from apvg_hf import APVGFeatureExtractor, KHPModel
+from apvg_hf.data.clips import load_clips
 from apvg_hf.evaluation import khp_predict
-from apvg_hf.evaluation.real import KeypointScores
+from apvg_hf.evaluation.real import KeypointScores, training_reference
 from apvg_hf.training.khp import fit_hand_anchor
 
 
@@ -50,17 +49,8 @@ def main(argv=None) -> int:
     train = load_clips(args.dataset, "train", fe, coarse_size=cs)
     held = load_clips(args.dataset, args.split, fe, coarse_size=cs)
     rc, rf = args.reference_clip, args.reference_frame
-    src = train[rc]
-    frame = torch.from_numpy(np.array(load_frames(args.dataset, "train", 256)[rc][rf])).float() / 255
-    quads = src.meta["keyboard_quads"]
-    ref = AppearanceReference.from_frame(
-        frame, np.array(src.keypoints[rf]), resolution=256, keyboard_quads=quads
-    )
-    ref_kp, ref_keys, ref_small = (
-        np.asarray(src.keypoints[rf]),
-        np.asarray(quads, np.float32),
-        ref.at(cs).numpy(),
-    )
+    chosen = training_reference(args.dataset, train, rc, rf, cs)
+    ref_kp, ref_keys, ref_small = chosen["keypoints"], chosen["keys"], chosen["coarse"]
 
     def score(anchor: dict | None) -> dict:
         model.config.hand_anchor = anchor

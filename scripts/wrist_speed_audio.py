@@ -24,6 +24,7 @@ import torch
 
 from apvg_hf import APVGFeatureExtractor, KHPModel
 from apvg_hf.data.clips import load_clips
+from apvg_hf.evaluation.real import wrist_speed
 from apvg_hf.hand_anchor import gaussian_smooth
 from apvg_hf.piano_roll import roll_to_notes
 from apvg_hf.skeleton import INDEX
@@ -58,8 +59,7 @@ def main(argv=None) -> int:
             flux = np.r_[0.0, np.maximum(np.diff(feats, axis=0), 0).sum(1)]
             kp, vis = np.asarray(c.keypoints), np.asarray(c.visibility)
             for w in ("left_wrist", "right_wrist"):
-                speed = np.linalg.norm(np.diff(kp[:, INDEX[w]], axis=0), axis=-1)  # (T - 1,)
-                ok = (vis[1:, INDEX[w]] > 0.5) & (vis[:-1, INDEX[w]] > 0.5)
+                speed, ok = wrist_speed(kp, vis, INDEX[w])  # (T - 1,) each
                 pairs.setdefault(("self", 3, 0), []).append((gaussian_smooth(speed, 3.0)[ok], speed[ok]))
                 for name, sig in (("onsets", onsets), ("flux", flux)):
                     for s in args.smoothing:

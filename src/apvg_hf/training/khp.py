@@ -29,7 +29,8 @@ from ..data.clips import load_clips
 from ..evaluation import evaluate_predictor, khp_predict
 from ..evaluation.khp import performance_key, reference_for
 from ..feature_extraction_apvg import APVGFeatureExtractor
-from ..hand_anchor import move_hands
+from ..hand_anchor import TORSO_JOINTS, move_hands, note_anchors
+from ..hand_anchor import resolve as resolve_hand_anchor
 from ..modeling_khp import KHPModel
 from ..piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll
 from ..skeleton import FINGERTIPS, HANDS
@@ -325,11 +326,9 @@ def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -
     fingertips' centroid over all frames: how far he leans with his hands. `settings` override the
     other defaults (sigma_s, dead_zone_keys, ...). Clips without notes are transcribed first (their
     `meta["notes"]` is set, as `label_with_transcription` does); the model's train/eval mode is kept."""
-    from ..hand_anchor import TORSO_JOINTS, note_anchors, resolve
-
     if not model.uses_notes:
         raise ValueError("hand anchoring needs a 'notes' KHP")
-    s = resolve(settings)
+    s = resolve_hand_anchor(settings)
     if any(c.meta.get("notes") is None for c in clips):
         training = model.training
         label_with_transcription(model, [c for c in clips if c.meta.get("notes") is None], progress)
@@ -354,7 +353,7 @@ def fit_hand_anchor(model: KHPModel, clips, progress: bool = True, **settings) -
     b, t = np.concatenate(body), np.concatenate(tips_all)
     b, t = b - b.mean(0), t - t.mean(0)
     follow = [round(float((b[:, a] * t[:, a]).sum() / max((t[:, a] ** 2).sum(), 1e-12)), 4) for a in range(2)]
-    fitted = resolve(s | {"offsets": offsets, "body_follow": follow})
+    fitted = resolve_hand_anchor(s | {"offsets": offsets, "body_follow": follow})
     model.config.hand_anchor = fitted
     return fitted
 
