@@ -21,6 +21,12 @@ resolution other than the model's, a model of the same architecture with random 
 
     python scripts/benchmark.py stu --resolutions 128 256 512 --device cuda --batch-frames 16 \
         --output outputs/stu_gpu.json
+
+`--variants` times architectures side by side (`stu` and `train-stu`): each is the model's config with
+some keys changed, e.g. the released one against its light full-resolution path:
+
+    python scripts/benchmark.py stu --variants concat=stem_kernel_size:3,skip_fusion:concat \
+        light=stem_kernel_size:1,skip_fusion:add --precisions fp32 --output outputs/stu_variants.json
 """
 
 from __future__ import annotations
@@ -112,6 +118,36 @@ def _stu(model_dir: Path | None) -> STUModel:
     return STUModel.from_pretrained(model_dir or Path(default_pipeline_path()) / "stu")
 
 
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """`name` or `name=key:value,key:value` -> (name, STU config overrides); values are read as JSON
+    where they can be (`top_convs:1`), else as strings (`skip_fusion:add`)."""
+    name, _, rest = spec.partition("=")
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition(":")
+        if not sep:
+            raise SystemExit(f"--variants: expected key:value in {spec!r}, got {item!r}")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value.strip()
+    return name.strip(), overrides
+
+
+def _models(model_dir: Path | None, variants: list[str] | None, resolution: int):
+    """(variant name, STU) per variant at `resolution`: the model as loaded where nothing changes, else the
+    same architecture with the overrides and random weights (speed does not depend on the weights)."""
+    base = _stu(model_dir)
+    for name, overrides in map(parse_variant, variants or [(model_dir or Path("stu")).name]):
+        if not overrides and resolution == base.config.resolution:
+            yield name, base
+            continue
+        try:
+            yield name, STUModel.from_config({**base.config, **overrides, "resolution": resolution})
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"--variants {name}: {e}") from None
+
+
 def bench_stu(
     model_dir: Path | None,
     resolutions: list[int],
@@ -120,16 +156,13 @@ def bench_stu(
     repeats: int,
     device: str,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
+    variants: list[str] | None = None,
 ) -> list[dict]:
-    base = _stu(model_dir)
     rows = []
     for res in resolutions:
-        model = (
-            base
-            if res == base.config.resolution
-            else STUModel.from_config({**base.config, "resolution": res})
-        )
-        rows += bench_resolution(model.to(device).eval(), frames, batch_frames, repeats, device, precisions)
+        for name, model in _models(model_dir, variants, res):
+            new = bench_resolution(model.to(device).eval(), frames, batch_frames, repeats, device, precisions)
+            rows += [{"variant": name, **r} for r in new]
     return rows
 
 
@@ -142,16 +175,16 @@ def bench_train_stu(
     repeats: int,
     device: str,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
+    variants: list[str] | None = None,
 ) -> list[dict]:
     """Training steps/s of the STU generator as `apvg_hf.training.stu` takes them: burn-in frames without
     gradients, the scored window with them, the reconstruction losses (L1, SSIM, temporal), backward and
     an AdamW step, on random inputs of the training shapes (no data loading, no discriminator)."""
     from apvg_hf.training.stu_objective import reconstruction_losses
 
-    base = _stu(model_dir)
     rows = []
-    for res in resolutions:
-        model = STUModel.from_config({**base.config, "resolution": res}).to(device).train()
+    for res, (name, model) in ((r, v) for r in resolutions for v in _models(model_dir, variants, r)):
+        model = STUModel.from_config(model.config).to(device).train()  # fresh weights and optimizer
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         g = torch.Generator().manual_seed(0)
         B, T, C = (
@@ -183,6 +216,7 @@ def bench_train_stu(
             t = _timeit(step, repeats)
             rows.append(
                 {
+                    "variant": name,
                     "resolution": res,
                     "precision": precision,
                     "batch_size": B,
@@ -204,12 +238,13 @@ def markdown_train(rows: list[dict], meta: dict) -> str:
         f"reconstruction losses, backward and AdamW (no data loading, no discriminator); median of "
         f"{meta['repeats']}.",
         "",
-        "| resolution | precision | steps/s | ms/step |",
-        "|---|---|---|---|",
+        "| variant | resolution | precision | steps/s | ms/step |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['resolution']} | {r['precision']} | {r['steps_per_s']:.2f} | {r['ms_per_step']:.0f} |"
+            f"| {r['variant']} | {r['resolution']} | {r['precision']} | {r['steps_per_s']:.2f} | "
+            f"{r['ms_per_step']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -394,12 +429,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{rows[0]['frames']} frames, {rows[0]['batch_frames']} a step, batch 1, the maps rendered into the "
         f"step's input, frames back on the host each step; median of {meta['repeats']}.",
         "",
-        "| resolution | precision | heatmaps ms/frame | network ms/frame | frames/s | × real time at 30 fps |",
-        "|---|---|---|---|---|---|",
+        "| variant | resolution | precision | heatmaps ms/frame | network ms/frame | frames/s | × real time at 30 fps |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['resolution']} | {r['precision']} | {r['heatmaps_ms_per_frame']:.1f} | "
+            f"| {r['variant']} | {r['resolution']} | {r['precision']} | {r['heatmaps_ms_per_frame']:.1f} | "
             f"{r['network_ms_per_frame']:.1f} | {r['fps']:.1f} | {r['real_time_factor_30fps']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -412,6 +447,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--model", help="pipeline folder (pipeline) or STU folder (stu); default: the embedded one"
     )
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
+    ap.add_argument(
+        "--variants", nargs="+", metavar="NAME[=KEY:VALUE,...]",
+        help="stu, train-stu: architectures to time side by side, each the model's config with these "
+        "overrides (random weights), e.g. base light=stem_kernel_size:1,skip_fusion:add",
+    )  # fmt: skip
     ap.add_argument("--seconds", type=float, default=10.0, help="pipeline: audio length of the speed runs")
     ap.add_argument("--memory-seconds", type=float, nargs="*", default=[10, 60, 300],
                     help="pipeline: audio lengths of the memory runs (none: skip)")  # fmt: skip
@@ -466,11 +506,12 @@ def _run(args) -> dict:
                 args.repeats,
                 args.device,
                 precisions,
+                args.variants,
             )
         else:
             rows = bench_train_stu(
                 model_dir, args.resolutions, args.batch_size, args.window_frames, args.burn_in_frames,
-                args.repeats, args.device, precisions,
+                args.repeats, args.device, precisions, args.variants,
             )  # fmt: skip
         meta["repeats"] = args.repeats
         md = (markdown if args.what == "stu" else markdown_train)(rows, meta)

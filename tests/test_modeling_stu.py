@@ -99,3 +99,72 @@ def test_bad_size_is_a_clear_error(stu):
     hm, coarse, ref = inputs(H=30)
     with pytest.raises(ValueError, match="multiples of 4"):
         stu(hm, coarse, ref)
+
+
+LIGHT = dict(stem_kernel_size=1, skip_fusion="add")
+
+
+@pytest.mark.parametrize("kw", [LIGHT, dict(LIGHT, top_convs=1), dict(skip_fusion="add")])
+def test_light_variants_stream_and_save(kw, tmp_path):
+    torch.manual_seed(0)
+    model = STUModel(**TINY, **kw).eval()
+    hm, coarse, ref = inputs(T=4)
+    with torch.no_grad():
+        whole = model(hm, coarse, ref)
+        a = model(hm[:, :2], coarse[:, :2], ref)
+        b = model(hm[:, 2:], coarse[:, 2:], ref, state=a.state)
+    assert whole.frames.shape == (1, 4, 3, 32, 32)
+    assert (torch.cat([a.frames, b.frames], 1) - whole.frames).abs().max() <= 1e-5
+    model.save_pretrained(tmp_path / "stu")
+    loaded = STUModel.from_pretrained(tmp_path / "stu").eval()
+    assert loaded.config.skip_fusion == kw["skip_fusion"] and loaded.lateral is not None
+    with torch.no_grad():
+        assert torch.equal(loaded(hm, coarse, ref).frames, whole.frames)
+
+
+def test_light_variant_needs_fewer_operations_at_full_resolution():
+    """The released channel layout at 128: the pointwise stem and additive skips cut the multiply-adds
+    (FLOP counter) by more than a third, nearly all of it at full resolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(**kw):
+        model = STUModel(block_channels=(16, 32, 64, 128, 128), graph_hidden=32, **kw).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*inputs(T=1, H=128))
+        return counter.get_total_flops()
+
+    base, light = flops(), flops(**LIGHT)
+    assert light < 0.65 * base, (light, base)
+
+
+def test_graph_module_fused_scatter_equals_concatenation(stu):
+    """The graph module mixes the nodes before scattering them; the same as fuse(cat[features, scattered])."""
+    import torch.nn.functional as F
+
+    g = stu.graph
+    torch.manual_seed(1)
+    features, maps = torch.randn(2, 16, 16, 16), torch.rand(2, 56, 16, 16)
+    with torch.no_grad():
+        got = g(features, maps)
+        weights = maps / maps.flatten(2).sum(-1)[..., None, None]
+        x = F.silu(g.inp(torch.einsum("nkhw,nchw->nkc", weights, features)))
+        for layer in g.gcn:
+            x = x + F.silu(layer(g.adjacency @ x))
+        scattered = torch.einsum("nkhw,nkc->nchw", maps, g.out(x))
+        want = features + g.fuse(torch.cat([features, scattered], 1))
+        got_cl = g(features.to(memory_format=torch.channels_last), maps)
+    assert (got - want).abs().max() <= 1e-5
+    assert (got_cl - want).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"stem_kernel_size": 5}, "stem_kernel_size"),
+        ({"skip_fusion": "sum"}, "skip_fusion"),
+        ({"top_convs": 0}, "top_convs"),
+    ],
+)
+def test_bad_architecture_options_are_clear_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        STUModel(**TINY, **kw)

@@ -254,7 +254,37 @@ def test_benchmark_script_writes_results(tmp_path):
         (64, "fp32"),
         (64, "bf16"),
     ]
-    assert all(r["fps"] > 0 for r in rows) and "| 64 | bf16 |" in out.with_suffix(".md").read_text()
+    assert all(r["fps"] > 0 for r in rows) and "| stu | 64 | bf16 |" in out.with_suffix(".md").read_text()
+
+
+def test_benchmark_times_architecture_variants(tmp_path):
+    STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=32).save_pretrained(tmp_path / "stu")
+    out, bench = tmp_path / "bench.json", load_script("benchmark")
+    common = [
+        "--model",
+        str(tmp_path / "stu"),
+        "--resolutions",
+        "32",
+        "--precisions",
+        "fp32",
+        "--repeats",
+        "1",
+    ]
+    bench.main(
+        ["stu", *common, "--frames", "4", "--output", str(out), "--variants", "as-is"]
+        + ["light=stem_kernel_size:1,skip_fusion:add,top_convs:1"]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["as-is", "light"]
+    assert "| light | 32 | fp32 |" in out.with_suffix(".md").read_text()
+    assert bench.parse_variant("x=top_convs:1,skip_fusion:add") == (
+        "x",
+        {"top_convs": 1, "skip_fusion": "add"},
+    )
+    with pytest.raises(SystemExit, match="skip_fusion"):
+        bench.main(["train-stu", *common, "--output", str(out), "--variants", "bad=skip_fusion:sum"])
+    with pytest.raises(SystemExit, match="key:value"):
+        bench.main(["stu", *common, "--output", str(out), "--variants", "bad=top_convs"])
 
 
 def test_training_step_benchmark_writes_results(tmp_path):
@@ -269,4 +299,4 @@ def test_training_step_benchmark_writes_results(tmp_path):
     assert (row["resolution"], row["batch_size"], row["window_frames"]) == (32, 2, 3) and row[
         "steps_per_s"
     ] > 0
-    assert "| 32 | fp32 |" in out.with_suffix(".md").read_text()
+    assert "| stu | 32 | fp32 |" in out.with_suffix(".md").read_text()

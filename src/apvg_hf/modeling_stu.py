@@ -43,15 +43,20 @@ class STUOutput(BaseOutput):
     state: torch.Tensor | None = None  # a default lets it be rebuilt from a dict (accelerate's fp32 outputs)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
-        nn.GroupNorm(min(8, cout), cout),
-        nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.GroupNorm(min(8, cout), cout),
-        nn.SiLU(),
-    )
+def _block(cin: int, cout: int, stride: int = 1, convs: int = 2, first_kernel: int = 3) -> nn.Sequential:
+    """`convs` (conv -> GroupNorm -> SiLU) layers, the first strided; the first kernel 3 or 1 (pointwise)."""
+    layers = []
+    for i in range(convs):
+        k = first_kernel if i == 0 else 3
+        layers += [
+            nn.Conv2d(cin if i == 0 else cout, cout, k, stride=stride if i == 0 else 1, padding=k // 2),
+            nn.GroupNorm(min(8, cout), cout),
+            nn.SiLU(),
+        ]
+    return nn.Sequential(*layers)
+
+
+SKIP_FUSIONS = ("concat", "add")
 
 
 class GraphStructureModule(nn.Module):
@@ -74,8 +79,14 @@ class GraphStructureModule(nn.Module):
             x = x + F.silu(
                 layer(self.adjacency.to(x.dtype) @ x)
             )  # (N, K, hidden): message passing along bones
-        scattered = torch.einsum("nkhw,nkc->nchw", keypoint_maps, self.out(x))  # back onto the map
-        return features + self.fuse(torch.cat([features, scattered], dim=1))
+        # fuse(cat[features, scattered]) with scattered = sum_k map_k * out_k, computed as
+        # conv(features, W_f) + sum_k map_k * (W_s out_k): the nodes are mixed before they are scattered back,
+        # with no (N, 2C, h, w) concatenation and the result in the features' channels-last layout.
+        C = features.shape[1]
+        w = self.fuse.weight[:, :, 0, 0]  # (C, 2C)
+        mixed = self.out(x) @ w[:, C:].T  # (N, K, C)
+        scattered = torch.einsum("nkhw,nkc->nhwc", keypoint_maps, mixed).permute(0, 3, 1, 2)  # (N, C, h, w)
+        return features + F.conv2d(features, self.fuse.weight[:, :C], self.fuse.bias) + scattered
 
 
 class ConvGRU(nn.Module):
@@ -125,18 +136,40 @@ class STUModel(ModelMixin, ConfigMixin):
         resolution: int = 128,
         heatmap_sigma: float = DEFAULT_SIGMA,
         limb_sigma: float = DEFAULT_LIMB_SIGMA,
+        stem_kernel_size: int = 3,
+        skip_fusion: str = "concat",
+        top_convs: int = 2,
     ):
         super().__init__()
+        if stem_kernel_size not in (1, 3):
+            raise ValueError(f"stem_kernel_size must be 1 or 3, got {stem_kernel_size}")
+        if skip_fusion not in SKIP_FUSIONS:
+            raise ValueError(f"skip_fusion must be one of {SKIP_FUSIONS}, got {skip_fusion!r}")
+        if top_convs not in (1, 2):
+            raise ValueError(f"top_convs must be 1 or 2, got {top_convs}")
         cin = num_keypoints + num_limbs + 3 + 3  # heatmaps, coarse frame, reference frame
         chans = list(block_channels)
-        self.stem = _block(cin, chans[0])
+        # The full-resolution layers cost the most per channel: stem_kernel_size=1 mixes the K + L + 6 inputs
+        # with a 1x1 conv before the 3x3 one (at 128: 0.29 -> 0.03 GMAC for the stem's first layer).
+        self.stem = _block(cin, chans[0], first_kernel=stem_kernel_size)
         self.down = nn.ModuleList([_block(chans[i], chans[i + 1], stride=2) for i in range(len(chans) - 1)])
         self.graph = (
             GraphStructureModule(chans[graph_level], graph_hidden, graph_layers) if use_graph else None
         )
         self.gru = ConvGRU(chans[-1]) if use_gru else None
+        # Decoder, coarse to fine. "concat": upsample, concatenate the skip, 3x3 convs on both; "add": a 1x1
+        # conv brings the coarser features to the skip's width at the coarse level, upsampled and added
+        # (the 3x3 convs see c_i channels, not c_i + c_(i+1)). The full-resolution block has `top_convs`.
+        levels = list(reversed(range(len(chans) - 1)))
+        add = skip_fusion == "add"
+        self.lateral = nn.ModuleList([nn.Conv2d(chans[i + 1], chans[i], 1) for i in levels]) if add else None
         self.up = nn.ModuleList(
-            [_block(chans[i + 1] + chans[i], chans[i]) for i in reversed(range(len(chans) - 1))]
+            [
+                _block(
+                    chans[i] if add else chans[i + 1] + chans[i], chans[i], convs=top_convs if i == 0 else 2
+                )
+                for i in levels
+            ]
         )
         self.to_rgb = nn.Conv2d(chans[0], 4 if blend_reference else 3, 3, padding=1)
         if blend_reference:  # start by mostly copying the reference: alpha = sigmoid(2) = 0.88
@@ -261,8 +294,11 @@ class STUModel(ModelMixin, ConfigMixin):
             bottom = torch.stack(outs, 1).flatten(0, 1)
 
         y = bottom
-        for block, skip in zip(self.up, reversed(skips[:-1])):
-            y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+        for i, (block, skip) in enumerate(zip(self.up, reversed(skips[:-1]))):
+            if self.lateral is not None:
+                y = block(F.interpolate(self.lateral[i](y), size=skip.shape[-2:], mode="nearest") + skip)
+            else:
+                y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
         out = self.to_rgb(y).float()  # (BT, 3 [+ 1], H, W); composited in float32 under autocast too
         frames = torch.sigmoid(out[:, :3])
         if self.config.blend_reference:
@@ -347,10 +383,13 @@ class STUModel(ModelMixin, ConfigMixin):
     def _structure(self, features: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """features (BT, C, h, w), the assembled inputs (BT, Cin, H, W): the keypoint maps come first."""
         K = self.config.num_keypoints
-        maps = inputs[:, :K].float()
-        (H, W), (h, w) = maps.shape[-2:], features.shape[-2:]
-        if H % h == 0 and W % w == 0 and H // h == W // w:  # the same means, on the fast path
-            maps = F.avg_pool2d(maps, H // h) if h != H else maps
+        (H, W), (h, w) = inputs.shape[-2:], features.shape[-2:]
+        # Pooled whole, then sliced: the channel slice of a channels-last input is not contiguous, and
+        # pooling it alone copies it first (4x slower at 256; the same means).
+        if (h, w) == (H, W):
+            maps = inputs[:, :K]
+        elif H % h == 0 and W % w == 0 and H // h == W // w:
+            maps = F.avg_pool2d(inputs, H // h)[:, :K]
         else:
-            maps = F.adaptive_avg_pool2d(maps, (h, w))
+            maps = F.adaptive_avg_pool2d(inputs, (h, w))[:, :K]
         return self.graph(features, maps.to(features.dtype))
