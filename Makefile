@@ -18,7 +18,8 @@ UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
 .PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
-	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations \
+	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
+	evaluate-stu-variants benchmark-stu-variants \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
 # The environment: exactly the lock (uv installs it in seconds), then this package (editable, no deps).
@@ -132,8 +133,8 @@ evaluate-khp: $(VENV)/.installed
 
 ## train-stu: the STU recipe of the default pipeline at 128x128 (bf16 autocast; resumes if a checkpoint is there)
 STU_RECIPE := pipelines/apvg-virtual-pianist/stu.yaml
-stu_train = $(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision bf16 --dynamo_backend no \
-	scripts/train_stu.py --config $(STU_RECIPE) --output_dir=outputs/$(1) $(2) \
+stu_train = $(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision $(or $(3),bf16) --dynamo_backend no \
+	scripts/train_stu.py --config $(STU_RECIPE) --output_dir=outputs/$(1) --mixed_precision=$(or $(3),bf16) $(2) \
 	$(if $(wildcard outputs/$(1)/checkpoints),--resume)
 train-stu: $(VENV)/.installed
 	$(call stu_train,stu-full)
@@ -149,6 +150,27 @@ train-stu-ablations: $(VENV)/.installed
 	$(call stu_train,stu-no-gru,--model.use_gru=false)
 	$(call stu_train,stu-pix2pix,--model.use_graph=false --model.use_gru=false --discriminator_frames=1 \
 		--loss.ssim=0 --loss.temporal=0)
+
+## train-stu-variants: the recipe's 450 steps in fp32 (CPUs without bf16 units), the released architecture
+## (concatenated skips, 3x3 stem) and the light full-resolution path (pointwise stem, added skips)
+STU_LIGHT := --model.stem_kernel_size=1 --model.skip_fusion=add
+train-stu-variants: $(VENV)/.installed
+	$(call stu_train,stu-concat-fp32,,no)
+	$(call stu_train,stu-light,$(STU_LIGHT),no)
+## evaluate-stu-variants: their same-budget table on the test pieces; benchmark-stu-variants: their speed
+evaluate-stu-variants: $(VENV)/.installed
+	$(PY) scripts/evaluate_stu.py --model outputs/stu-concat-fp32/model \
+		--name "STU, released architecture (3x3 stem, concatenated skips)" \
+		--compare "light (pointwise stem, added skips)=outputs/stu-light/model" \
+		--dataset data/virtual_pianist_medium --split test --max-frames 150 \
+		--output pipelines/apvg-virtual-pianist/stu_variants_results.json
+STU_VARIANTS := released=stem_kernel_size:3,skip_fusion:concat light=stem_kernel_size:1,skip_fusion:add \
+	light-top1=stem_kernel_size:1,skip_fusion:add,top_convs:1
+benchmark-stu-variants: $(VENV)/.installed
+	$(PY) scripts/benchmark.py stu --resolutions 128 256 --precisions fp32 --variants $(STU_VARIANTS) \
+		--output pipelines/apvg-virtual-pianist/stu_variants_benchmark.json
+	$(PY) scripts/benchmark.py train-stu --resolutions 128 256 --precisions fp32 --repeats 3 \
+		--variants $(STU_VARIANTS) --output pipelines/apvg-virtual-pianist/stu_variants_train_benchmark.json
 
 STU_COMPARE := "no graph=outputs/stu-no-graph/model" "no ConvGRU=outputs/stu-no-gru/model" \
 	"pix2pix-style UNet=outputs/stu-pix2pix/model"

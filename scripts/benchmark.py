@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -120,10 +121,12 @@ def _stu(model_dir: Path | None) -> STUModel:
 
 def parse_variant(spec: str) -> tuple[str, dict]:
     """`name` or `name=key:value,key:value` -> (name, STU config overrides); values are read as JSON
-    where they can be (`top_convs:1`), else as strings (`skip_fusion:add`)."""
+    where they can (`top_convs:1`, `block_channels:[16,32,64]`), else as strings (`skip_fusion:add`)."""
     name, _, rest = spec.partition("=")
+    if not name.strip():
+        raise SystemExit(f"--variants: a variant needs a name, got {spec!r}")
     overrides = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", rest)):  # commas outside [...] lists
         key, sep, value = item.partition(":")
         if not sep:
             raise SystemExit(f"--variants: expected key:value in {spec!r}, got {item!r}")
@@ -134,12 +137,31 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return name.strip(), overrides
 
 
-def _models(model_dir: Path | None, variants: list[str] | None, resolution: int):
-    """(variant name, STU) per variant at `resolution`: the model as loaded where nothing changes, else the
-    same architecture with the overrides and random weights (speed does not depend on the weights)."""
+def _variant_configs(model_dir: Path | None, variants: list[str] | None):
+    """The STU in `model_dir` (or the embedded one) and (variant name, config overrides) per variant;
+    unknown keys (a typo would time the unchanged model under the variant's name) and resolution (set
+    by --resolutions) are errors."""
     base = _stu(model_dir)
-    for name, overrides in map(parse_variant, variants or [(model_dir or Path("stu")).name]):
-        if not overrides and resolution == base.config.resolution:
+    parsed = [parse_variant(v) for v in variants or [(model_dir or Path("stu")).name]]
+    names = [name for name, _ in parsed]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--variants: names must differ, got {names}")
+    for name, overrides in parsed:
+        unknown = sorted(set(overrides) - set(base.config) - {"resolution"})
+        if unknown or "resolution" in overrides:
+            raise SystemExit(
+                f"--variants {name}: unknown STU config keys {unknown}" if unknown
+                else f"--variants {name}: set resolutions with --resolutions"
+            )  # fmt: skip
+    return base, parsed
+
+
+def _models(base: STUModel, parsed: list[tuple[str, dict]], resolution: int, fresh: bool = False):
+    """(variant name, STU) per variant at `resolution`: the model as loaded where nothing changes (unless
+    `fresh`), else the same architecture with the overrides and random weights (speed does not depend
+    on the weights)."""
+    for name, overrides in parsed:
+        if not overrides and not fresh and resolution == base.config.resolution:
             yield name, base
             continue
         try:
@@ -158,9 +180,10 @@ def bench_stu(
     precisions: tuple[str, ...] = ("fp32", "bf16"),
     variants: list[str] | None = None,
 ) -> list[dict]:
+    base, parsed = _variant_configs(model_dir, variants)
     rows = []
     for res in resolutions:
-        for name, model in _models(model_dir, variants, res):
+        for name, model in _models(base, parsed, res):
             new = bench_resolution(model.to(device).eval(), frames, batch_frames, repeats, device, precisions)
             rows += [{"variant": name, **r} for r in new]
     return rows
@@ -179,12 +202,14 @@ def bench_train_stu(
 ) -> list[dict]:
     """Training steps/s of the STU generator as `apvg_hf.training.stu` takes them: burn-in frames without
     gradients, the scored window with them, the reconstruction losses (L1, SSIM, temporal), backward and
-    an AdamW step, on random inputs of the training shapes (no data loading, no discriminator)."""
+    an AdamW step, on random inputs of the training shapes (no data loading, no discriminator); a fresh
+    model with random weights per resolution and `variants` entry (see `parse_variant`)."""
     from apvg_hf.training.stu_objective import reconstruction_losses
 
+    base, parsed = _variant_configs(model_dir, variants)
     rows = []
-    for res, (name, model) in ((r, v) for r in resolutions for v in _models(model_dir, variants, r)):
-        model = STUModel.from_config(model.config).to(device).train()  # fresh weights and optimizer
+    for res, (name, model) in ((r, v) for r in resolutions for v in _models(base, parsed, r, fresh=True)):
+        model = model.to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         g = torch.Generator().manual_seed(0)
         B, T, C = (
@@ -479,6 +504,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (2 if args.what == "pipeline" else 5)
+    if args.variants and args.what == "pipeline":
+        ap.error("--variants times STU architectures: use it with stu or train-stu")
     torch.set_flush_denormal(True)
     try:
         return _run(args)

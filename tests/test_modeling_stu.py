@@ -157,6 +157,16 @@ def test_graph_module_fused_scatter_equals_concatenation(stu):
     assert (got_cl - want).abs().max() <= 1e-5
 
 
+def test_top_convs_and_released_config_keep_their_layers():
+    assert len(STUModel(**TINY, top_convs=1).up[-1]) == 3 and len(STUModel(**TINY).up[-1]) == 6
+    # a config saved before the options existed loads as the architecture it was trained with
+    from apvg_hf import default_pipeline_path
+
+    model, info = STUModel.from_pretrained(f"{default_pipeline_path()}/stu", output_loading_info=True)
+    assert not any(info.values()), info
+    assert model.lateral is None and model.stem[0].kernel_size == (3, 3)
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [

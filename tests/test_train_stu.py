@@ -281,10 +281,26 @@ def test_benchmark_times_architecture_variants(tmp_path):
         "x",
         {"top_convs": 1, "skip_fusion": "add"},
     )
-    with pytest.raises(SystemExit, match="skip_fusion"):
-        bench.main(["train-stu", *common, "--output", str(out), "--variants", "bad=skip_fusion:sum"])
-    with pytest.raises(SystemExit, match="key:value"):
-        bench.main(["stu", *common, "--output", str(out), "--variants", "bad=top_convs"])
+    assert bench.parse_variant("w=block_channels:[8,16],top_convs:1") == (
+        "w", {"block_channels": [8, 16], "top_convs": 1}
+    )  # fmt: skip
+    bench.main(
+        ["train-stu", *common, "--batch-size", "1", "--window-frames", "2", "--burn-in-frames", "1"]
+        + ["--output", str(out), "--variants", "a", "b=top_convs:1"]
+    )
+    assert [r["variant"] for r in json.loads(out.read_text())["rows"]] == ["a", "b"]
+    bad = {
+        "bad=skip_fusion:sum": "skip_fusion",  # a value the model refuses
+        "bad=skip_fuson:add": "unknown STU config keys",  # a typo would time the unchanged model
+        "bad=resolution:64": "--resolutions",
+        "bad=top_convs": "key:value",
+        "=top_convs:1": "needs a name",
+    }
+    for spec, match in bad.items():
+        with pytest.raises(SystemExit, match=match):
+            bench.main(["train-stu", *common, "--output", str(out), "--variants", spec])
+    with pytest.raises(SystemExit, match="names must differ"):
+        bench.main(["stu", *common, "--output", str(out), "--variants", "a", "a=top_convs:1"])
 
 
 def test_training_step_benchmark_writes_results(tmp_path):

@@ -82,9 +82,10 @@ class GraphStructureModule(nn.Module):
         # fuse(cat[features, scattered]) with scattered = sum_k map_k * out_k, computed as
         # conv(features, W_f) + sum_k map_k * (W_s out_k): the nodes are mixed before they are scattered back,
         # with no (N, 2C, h, w) concatenation and the result in the features' channels-last layout.
+        # (`self.fuse` holds the weights but is not called: hooks or wrappers on it would not run.)
         C = features.shape[1]
         w = self.fuse.weight[:, :, 0, 0]  # (C, 2C)
-        mixed = self.out(x) @ w[:, C:].T  # (N, K, C)
+        mixed = self.out(x) @ w[:, C:].T  # (N, K, hidden) -> (N, K, C)
         scattered = torch.einsum("nkhw,nkc->nhwc", keypoint_maps, mixed).permute(0, 3, 1, 2)  # (N, C, h, w)
         return features + F.conv2d(features, self.fuse.weight[:, :C], self.fuse.bias) + scattered
 
@@ -141,12 +142,14 @@ class STUModel(ModelMixin, ConfigMixin):
         top_convs: int = 2,
     ):
         super().__init__()
-        if stem_kernel_size not in (1, 3):
-            raise ValueError(f"stem_kernel_size must be 1 or 3, got {stem_kernel_size}")
+        for key, value, allowed in (
+            ("stem_kernel_size", stem_kernel_size, (1, 3)),
+            ("top_convs", top_convs, (1, 2)),
+        ):
+            if type(value) is not int or value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         if skip_fusion not in SKIP_FUSIONS:
             raise ValueError(f"skip_fusion must be one of {SKIP_FUSIONS}, got {skip_fusion!r}")
-        if top_convs not in (1, 2):
-            raise ValueError(f"top_convs must be 1 or 2, got {top_convs}")
         cin = num_keypoints + num_limbs + 3 + 3  # heatmaps, coarse frame, reference frame
         chans = list(block_channels)
         # The full-resolution layers cost the most per channel: stem_kernel_size=1 mixes the K + L + 6 inputs
