@@ -160,12 +160,15 @@ def _models(base: STUModel, parsed: list[tuple[str, dict]], resolution: int, fre
     """(variant name, STU) per variant at `resolution`: the model as loaded where nothing changes (unless
     `fresh`), else the same architecture with the overrides and random weights (speed does not depend
     on the weights)."""
+    # without the private keys: `_use_default_values` (keys missing from an older config.json) would
+    # reset those keys to their defaults over the overrides
+    config = {k: v for k, v in base.config.items() if not k.startswith("_")}
     for name, overrides in parsed:
         if not overrides and not fresh and resolution == base.config.resolution:
             yield name, base
             continue
         try:
-            yield name, STUModel.from_config({**base.config, **overrides, "resolution": resolution})
+            yield name, STUModel.from_config({**config, **overrides, "resolution": resolution})
         except (TypeError, ValueError) as e:
             raise SystemExit(f"--variants {name}: {e}") from None
 

@@ -276,6 +276,14 @@ def test_benchmark_times_architecture_variants(tmp_path):
     )
     rows = json.loads(out.read_text())["rows"]
     assert [r["variant"] for r in rows] == ["as-is", "light"]
+    # the overrides reach the model, also from a config.json saved before the options existed
+    cfg_path = tmp_path / "stu" / "config.json"
+    old = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k not in ("skip_fusion", "top_convs")}
+    cfg_path.write_text(json.dumps(old))
+    base, parsed = bench._variant_configs(tmp_path / "stu", ["as-is", "light=skip_fusion:add,top_convs:1"])
+    (_, same), (_, light) = bench._models(base, parsed, 32)
+    assert same is base and same.lateral is None
+    assert light.lateral is not None and len(light.up[-1]) == 3
     assert "| light | 32 | fp32 |" in out.with_suffix(".md").read_text()
     assert bench.parse_variant("x=top_convs:1,skip_fusion:add") == (
         "x",
