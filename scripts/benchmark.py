@@ -147,12 +147,10 @@ def _variant_configs(model_dir: Path | None, variants: list[str] | None):
     if len(set(names)) != len(names):
         raise SystemExit(f"--variants: names must differ, got {names}")
     for name, overrides in parsed:
-        unknown = sorted(set(overrides) - set(base.config) - {"resolution"})
-        if unknown or "resolution" in overrides:
-            raise SystemExit(
-                f"--variants {name}: unknown STU config keys {unknown}" if unknown
-                else f"--variants {name}: set resolutions with --resolutions"
-            )  # fmt: skip
+        if "resolution" in overrides:
+            raise SystemExit(f"--variants {name}: set resolutions with --resolutions")
+        if unknown := sorted(set(overrides) - set(base.config)):
+            raise SystemExit(f"--variants {name}: unknown STU config keys {unknown}")
     return base, parsed
 
 

@@ -85,7 +85,7 @@ class GraphStructureModule(nn.Module):
         # (`self.fuse` holds the weights but is not called: hooks or wrappers on it would not run.)
         C = features.shape[1]
         w = self.fuse.weight[:, :, 0, 0]  # (C, 2C)
-        mixed = self.out(x) @ w[:, C:].T  # (N, K, hidden) -> (N, K, C)
+        mixed = self.out(x) @ w[:, C:].T  # (N, K, C) nodes, mixed as the fuse conv's second half would
         scattered = torch.einsum("nkhw,nkc->nhwc", keypoint_maps, mixed).permute(0, 3, 1, 2)  # (N, C, h, w)
         return features + F.conv2d(features, self.fuse.weight[:, :C], self.fuse.bias) + scattered
 
@@ -298,10 +298,11 @@ class STUModel(ModelMixin, ConfigMixin):
 
         y = bottom
         for i, (block, skip) in enumerate(zip(self.up, reversed(skips[:-1]))):
-            if self.lateral is not None:
-                y = block(F.interpolate(self.lateral[i](y), size=skip.shape[-2:], mode="nearest") + skip)
-            else:
-                y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1))
+            if self.lateral is not None:  # "add": narrowed at the coarse level, upsampled, added
+                y = F.interpolate(self.lateral[i](y), size=skip.shape[-2:], mode="nearest") + skip
+            else:  # "concat": upsampled, concatenated
+                y = torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1)
+            y = block(y)
         out = self.to_rgb(y).float()  # (BT, 3 [+ 1], H, W); composited in float32 under autocast too
         frames = torch.sigmoid(out[:, :3])
         if self.config.blend_reference:
