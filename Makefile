@@ -18,7 +18,7 @@ UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
 .PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
-	dataset-medium train-khp train-khp-finetune evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
+	dataset-medium train-khp train-khp-finetune train-khp-transcriber evaluate-transcription evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
 	evaluate-stu-variants benchmark-stu-variants \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
@@ -125,6 +125,22 @@ train-khp-finetune: $(VENV)/.installed data/virtual_pianist_medium_seed1
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
 		scripts/train_khp.py --config pipelines/apvg-virtual-pianist/khp_finetune.yaml \
 		$(if $(wildcard outputs/khp-virtual-pianist-finetune/checkpoints),--resume)
+
+## train-khp-transcriber: the third stage of the embedded KHP: its transcriber alone, on audio rendered from
+## every training-split piece of the corpus (transposed up to an octave); ~50 min (resumes)
+KHP_STAGE2 := 2dbc2d1
+outputs/khp-stage2/model.safetensors:
+	mkdir -p outputs/khp-stage2
+	for f in config.json model.safetensors preprocessor_config.json; do \
+		git show $(KHP_STAGE2):pipelines/apvg-virtual-pianist/khp/$$f > outputs/khp-stage2/$$f; done
+train-khp-transcriber: $(VENV)/.installed outputs/khp-stage2/model.safetensors
+	$(PY) scripts/train_transcriber.py --config pipelines/apvg-virtual-pianist/khp_transcriber.yaml \
+		$(if $(wildcard outputs/khp-transcriber/checkpoints),--resume)
+
+## evaluate-transcription: the KHP's transcriber beside basic-pitch on the test pieces (+ a held-out SoundFont, noise)
+evaluate-transcription: $(VENV)/.installed
+	$(PY) scripts/evaluate_transcription.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
+		--split test --output pipelines/apvg-virtual-pianist/transcription_results.json
 
 evaluate-khp: $(VENV)/.installed
 	$(PY) scripts/evaluate_khp.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \

@@ -12,7 +12,9 @@
 2. Noise robustness: each clip with white noise at `--noise-dbfs` added; the mean keypoint distance
    to the clean run (px at 128), and the transcription F1 under noise. And silence: a clip of digital
    silence gives no notes and a resting performer (largest wrist speed, px/frame at 128).
-Writes the JSON and a Markdown table beside it (same name, .md).
+Also: onset recall by octave (where on the keyboard notes are missed), and other KHPs' transcribers
+scored beside it (`--compare NAME DIR`, e.g. an earlier release).
+Writes the JSON, a Markdown table beside it (same name, .md) and a recall-by-octave bar chart (_octaves.png).
 """
 
 from __future__ import annotations
@@ -30,19 +32,13 @@ from apvg_hf.data.audio import render_notes, save_audio
 from apvg_hf.data.clips import load_clips
 from apvg_hf.evaluation import khp_predict
 from apvg_hf.evaluation.khp import reference_for
-from apvg_hf.evaluation.transcription import aggregate, basic_pitch_transcribe, note_metrics
+from apvg_hf.evaluation.transcription import (
+    aggregate,
+    basic_pitch_transcribe,
+    clip_reference_notes,
+    note_metrics,
+)
 from apvg_hf.skeleton import INDEX
-
-
-def clip_notes(clip, tolerance: float = 0.05) -> list[dict]:
-    """The notes that start inside the clip (clip-relative seconds; within the onset tolerance before
-    it too, moved to 0, as a transcriber hears them), offsets cut at the clip's end."""
-    T = clip.num_frames / clip.meta["fps"]
-    return [
-        {**n, "onset": max(n["onset"], 0.0), "offset": min(n["offset"], T)}
-        for n in clip.meta["notes"]
-        if -tolerance <= n["onset"] < T
-    ]
 
 
 def transcribe(model, extractor, wave, sr, fps) -> list[dict]:
@@ -60,6 +56,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--noise-dbfs", type=float, default=-60.0)
     ap.add_argument("--no-basic-pitch", action="store_true")
     ap.add_argument("--limit", type=int)
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "DIR"),
+        default=[],
+        help="another note-aware KHP whose transcriber is scored beside it (e.g. an earlier release)",
+    )
+    ap.add_argument("--no-plot", action="store_true", help="no recall-by-octave PNG")
     args = ap.parse_args(argv)
 
     model = KHPModel.from_pretrained(args.model).eval()
@@ -74,20 +79,27 @@ def main(argv: list[str] | None = None) -> dict:
     sets = {"training SoundFonts": [c.waveform() for c in clips]}
     sets[f"held-out SoundFont ({args.heldout_soundfont})"] = [
         render_notes(
-            clip_notes(c),
+            clip_reference_notes(c),
             sampling_rate=sr,
             soundfont=args.heldout_soundfont,
             duration=c.num_frames / c.meta["fps"],
         )
         for c in clips
     ]
-    refs = [clip_notes(c) for c in clips]
+    refs = [clip_reference_notes(c) for c in clips]
+    transcribers = [("KHP transcriber", model, extractor)]
+    for name, folder in args.compare:
+        other = KHPModel.from_pretrained(folder).eval()
+        if not other.uses_notes:
+            ap.error(f"--compare {folder} is not a note-aware KHP")
+        transcribers.append((name, other, APVGFeatureExtractor.from_pretrained(folder)))
     rows, timings = {}, {}
     for set_name, waves in sets.items():
-        t = time.time()
-        est = [transcribe(model, extractor, w, sr, c.meta["fps"]) for w, c in zip(waves, clips)]
-        timings[f"KHP transcriber, {set_name}"] = time.time() - t
-        rows[f"KHP transcriber | {set_name}"] = aggregate([note_metrics(r, e) for r, e in zip(refs, est)])
+        for name, m, fe in transcribers:
+            t = time.time()
+            est = [transcribe(m, fe, w, sr, c.meta["fps"]) for w, c in zip(waves, clips)]
+            timings[f"{name}, {set_name}"] = time.time() - t
+            rows[f"{name} | {set_name}"] = aggregate([note_metrics(r, e) for r, e in zip(refs, est)])
         if not args.no_basic_pitch:
             with tempfile.TemporaryDirectory() as tmp:
                 paths = []
@@ -143,8 +155,44 @@ def main(argv: list[str] | None = None) -> dict:
     args.output.write_text(json.dumps(result, indent=2))
     md = markdown(result)
     args.output.with_suffix(".md").write_text(md)
+    if not args.no_plot:
+        plot_octaves(result, args.output.with_name(args.output.stem + "_octaves.png"))
     print(md)
     return result
+
+
+def plot_octaves(result: dict, path: Path) -> None:
+    """Onset recall per octave, one bar per transcriber, on the audio as in the dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {
+        k.split(" | ")[0]: v
+        for k, v in result["transcription"].items()
+        if k.endswith("| training SoundFonts")
+    }
+    octaves = sorted({int(o) for r in rows.values() for o in r["recall_by_octave"]})
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+    width = 0.8 / max(len(rows), 1)
+    for i, (name, r) in enumerate(rows.items()):
+        rec = [r["recall_by_octave"].get(str(o), {}).get("recall", np.nan) for o in octaves]
+        ax.bar(np.arange(len(octaves)) + (i - (len(rows) - 1) / 2) * width, rec, width, label=name)
+    counts = [
+        next(iter(rows.values()))["recall_by_octave"].get(str(o), {}).get("reference", 0) for o in octaves
+    ]
+    ax.set_xticks(range(len(octaves)), [f"C{o}–B{o}\n{n} notes" for o, n in zip(octaves, counts)], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("onset recall")
+    ax.set_title(
+        f"Where notes are missed: {result['meta']['split']} pieces, {result['meta']['notes']} notes",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def markdown(result: dict) -> str:
@@ -158,6 +206,23 @@ def markdown(result: dict) -> str:
             f"| {who} | {audio} | {r['onset']['precision']:.3f} | {r['onset']['recall']:.3f} | "
             f"**{r['onset']['f1']:.3f}** | {r['onset_offset']['f1']:.3f} | {r['onset']['reference']} |"
         )
+    octaves = sorted(
+        {int(o) for r in result["transcription"].values() for o in r.get("recall_by_octave", {})}
+    )
+    lines += [
+        "",
+        "Onset recall by octave (MIDI octaves: C4 = 60 is middle C; notes in the split per octave in brackets):",
+        "",
+        "| transcriber | audio | " + " | ".join(f"C{o}–B{o}" for o in octaves) + " |",
+        "|---|---|" + "---|" * len(octaves),
+    ]
+    for name, r in result["transcription"].items():
+        who, audio = name.split(" | ")
+        cells = []
+        for o in octaves:
+            c = r.get("recall_by_octave", {}).get(str(o))
+            cells.append(f"{c['recall']:.2f} ({c['reference']})" if c else "–")
+        lines.append(f"| {who} | {audio} | " + " | ".join(cells) + " |")
     m, rb = result["meta"], result["robustness"]
     lines += [
         "",

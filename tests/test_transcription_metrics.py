@@ -77,6 +77,20 @@ def test_aggregate_is_a_micro_average_over_notes():
     assert aggregate([])["onset"]["f1"] == 1.0
 
 
+def test_recall_by_octave_counts_where_notes_are_missed():
+    ref = [note(60, 0.0, 0.5), note(62, 0.5, 1.0), note(86, 1.0, 1.5), note(59, -0.2, 0.3)]
+    est = [note(60, 0.01, 0.5), note(62, 0.52, 1.0), note(74, 1.0, 1.5)]  # C6 heard an octave low
+    m = note_metrics(ref, est)["recall_by_octave"]
+    assert m == {
+        "4": {"matched": 2, "reference": 2},
+        "6": {"matched": 0, "reference": 1},
+    }  # 59: before the clip
+    total = aggregate([note_metrics(ref, est), note_metrics([note(86, 0, 1)], [note(86, 0, 1)])])
+    assert total["recall_by_octave"]["6"] == {"matched": 1, "reference": 2, "recall": 0.5}
+    assert list(total["recall_by_octave"]) == ["4", "6"]
+    assert note_metrics(ref, [])["recall_by_octave"]["6"] == {"matched": 0, "reference": 1}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_basic_pitch_transcribes_rendered_piano(tmp_path):

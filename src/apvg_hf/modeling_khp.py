@@ -221,6 +221,27 @@ class KHPReferenceEncoder(nn.Module):
         return out  # (B, D)
 
 
+def transcription_loss(
+    note_logits: torch.Tensor, target_piano_roll: torch.Tensor, frame_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The transcriber's loss: onset BCE + sustain BCE over all keys of the real frames, plus the
+    squared velocity error where a note sounds. note_logits and target_piano_roll (B, T, 88, 3),
+    frame_mask (B, T) 1 for real frames (all when None)."""
+    tr, nl = target_piano_roll.float(), note_logits.float()
+    fm = (
+        torch.ones_like(tr[..., 0])
+        if frame_mask is None
+        else frame_mask.float()[..., None].expand_as(tr[..., 0])
+    )
+
+    def wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (err * weight).sum() / weight.sum().clamp_min(1e-6)
+
+    bce = F.binary_cross_entropy_with_logits(nl[..., :2], tr[..., :2], reduction="none")  # (B, T, 88, 2)
+    vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
+    return wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, fm * tr[..., 1])
+
+
 class KHPTranscriber(nn.Module):
     """Log-mel features (B, T, F) -> note logits (B, T, 88, 3): onset, sustain, velocity per key.
 
@@ -926,12 +947,7 @@ class KHPModel(KHPPreTrainedModel):
             coarse_l1 = wmean((coarse - target_coarse.to(coarse.dtype)).abs().mean((2, 3, 4)), fm)
         transcription = keypoints.new_zeros(())
         if note_logits is not None and target_piano_roll is not None:
-            tr, nl = target_piano_roll.float(), note_logits.float()  # (B, T, 88, 3)
-            fm = frame[..., None].expand_as(tr[..., 0])  # (B, T, 88)
-            bce = F.binary_cross_entropy_with_logits(nl[..., :2], tr[..., :2], reduction="none")
-            played = fm * tr[..., 1]  # velocity is scored where a note sounds
-            vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
-            transcription = wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, played)
+            transcription = transcription_loss(note_logits, target_piano_roll, frame)
         pointer_ce = keypoints.new_zeros(())
         if pointer is not None:  # which key is under each true fingertip: the nearest centre (or press point)
             logits, quads, ref_mask = pointer

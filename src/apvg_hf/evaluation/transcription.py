@@ -11,7 +11,8 @@ does (`mir_eval.transcription`, optimal one-to-one matching, same pitch within 5
 
 Each gives precision, recall, F1 and the counts behind them (``matched``, ``reference``,
 ``estimated``: numbers of notes), so `aggregate` can micro-average over all notes of many clips (sum
-the counts, then P/R/F1) instead of averaging per-clip F1s.
+the counts, then P/R/F1) instead of averaging per-clip F1s. ``recall_by_octave`` counts the onset
+matches per octave of the reference notes (where on the keyboard a transcriber goes deaf).
 
 Conventions: a note is a dict ``{"pitch" (MIDI), "onset", "offset" (s), "velocity"}``; notes with a
 negative onset (they began before the clip: a clip's note list keeps them) are left out of both
@@ -102,16 +103,19 @@ def note_metrics(
     ri, rp, rv = _arrays(reference_notes)
     ei, ep, ev = _arrays(estimated_notes)
     n_ref, n_est = len(ri), len(ei)
+    octaves = [int(n["pitch"]) // 12 - 1 for n in reference_notes if n["onset"] >= 0]  # C4 = 60 -> 4
     out: dict = {}
     if n_ref == 0 or n_est == 0:
         out["onset"] = prf(0, n_ref, n_est)
         out["onset_offset"] = prf(0, n_ref, n_est)
         out["onset_velocity"] = None if rv is None or ev is None else prf(0, n_ref, n_est)
+        out["recall_by_octave"] = _by_octave(octaves, set())
         return out
     transcription.validate(ri, rp, ei, ep)
     common = dict(onset_tolerance=onset_tolerance, offset_min_tolerance=OFFSET_MIN_TOLERANCE)
     onset = transcription.match_notes(ri, rp, ei, ep, offset_ratio=None, **common)
     out["onset"] = prf(len(onset), n_ref, n_est)
+    out["recall_by_octave"] = _by_octave(octaves, {i for i, _ in onset})
     both = transcription.match_notes(ri, rp, ei, ep, offset_ratio=offset_ratio, **common)
     out["onset_offset"] = prf(len(both), n_ref, n_est)
     if rv is None or ev is None:
@@ -122,6 +126,29 @@ def note_metrics(
         )
         out["onset_velocity"] = prf(len(vel), n_ref, n_est)
     return out
+
+
+def _by_octave(octaves: Sequence[int], matched: set[int]) -> dict:
+    """{octave: {"matched", "reference"}} onset counts per octave of the reference notes (MIDI
+    octaves: 60 = C4 is in octave 4)."""
+    out: dict = {}
+    for i, o in enumerate(octaves):
+        c = out.setdefault(str(o), {"matched": 0, "reference": 0})
+        c["reference"] += 1
+        c["matched"] += i in matched
+    return out
+
+
+def clip_reference_notes(clip, tolerance: float = ONSET_TOLERANCE) -> list[dict]:
+    """A dataset clip's notes as a transcriber should hear them: those that start inside the clip
+    (clip-relative seconds; within the onset tolerance before it too, moved to 0), offsets cut at the
+    clip's end."""
+    T = clip.num_frames / clip.meta["fps"]
+    return [
+        {**n, "onset": max(n["onset"], 0.0), "offset": min(n["offset"], T)}
+        for n in clip.meta["notes"]
+        if -tolerance <= n["onset"] < T
+    ]
 
 
 def aggregate(results: Sequence[dict]) -> dict:
@@ -136,6 +163,15 @@ def aggregate(results: Sequence[dict]) -> dict:
             out[key] = None
             continue
         out[key] = prf(*(sum(p[c] for p in parts) for c in ("matched", "reference", "estimated")))
+    octaves: dict = {}
+    for r in results:
+        for o, c in r.get("recall_by_octave", {}).items():
+            t = octaves.setdefault(o, {"matched": 0, "reference": 0})
+            t["matched"] += c["matched"]
+            t["reference"] += c["reference"]
+    for t in octaves.values():
+        t["recall"] = t["matched"] / t["reference"] if t["reference"] else float("nan")
+    out["recall_by_octave"] = dict(sorted(octaves.items(), key=lambda kv: int(kv[0])))
     out["clips"] = len(results)
     return out
 
