@@ -183,13 +183,14 @@ def plot_octaves(result: dict, path: Path) -> None:
         next(iter(rows.values()))["recall_by_octave"].get(str(o), {}).get("reference", 0) for o in octaves
     ]
     ax.set_xticks(range(len(octaves)), [f"C{o}–B{o}\n{n} notes" for o, n in zip(octaves, counts)], fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.25)  # room for the legend above the bars
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax.set_ylabel("onset recall")
     ax.set_title(
         f"Where notes are missed: {result['meta']['split']} pieces, {result['meta']['notes']} notes",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", ncol=len(rows))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
