@@ -4,7 +4,8 @@
 python scripts/plot_training.py --run outputs/khp-virtual-pianist --output pipelines/apvg-virtual-pianist/khp_training
 python scripts/plot_training.py --run outputs/stu-full outputs/stu-no-graph --output stu_training   # overlaid
 
-The panels follow the run: KHP runs (keypoint metrics) or STU runs (PSNR, SSIM, flicker).
+The panels follow the run: KHP runs (keypoint metrics), transcriber runs (note F1) or STU runs (PSNR,
+SSIM, flicker).
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stu = any("val/psnr" in scalars for scalars in runs.values())
-    panels = STU_PANELS if stu else KHP_PANELS
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+    if any("val/psnr" in scalars for scalars in runs.values()):
+        panels = STU_PANELS
+    elif any("val/onset_f1" in scalars for scalars in runs.values()):
+        panels = TRANSCRIBER_PANELS
+    else:
+        panels = KHP_PANELS
+    rows = (len(panels) + 2) // 3
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 3.25 * rows), squeeze=False)
     for ax, (keys, title) in zip(axes.flat, panels):
         keys = (keys,) if isinstance(keys, str) else keys
         for run, scalars in runs.items():
@@ -94,6 +100,11 @@ KHP_PANELS = [
     ("hands_pck@0.05", "hand PCK@0.05"),
     (("keypress_f1", "note_hit_rate"), "key-press F1, note hit rate"),
     ("coarse_l1", "coarse-frame L1"),
+]
+TRANSCRIBER_PANELS = [
+    ("train/loss", "training loss"),
+    (("onset_f1", "onset_precision", "onset_recall"), "validation onsets (50 ms)"),
+    ("onset_offset_f1", "validation onset+offset F1"),
 ]
 STU_PANELS = [
     ("train/loss", "training loss"),
