@@ -142,6 +142,38 @@ def test_key_contact_rule():
     assert torch.equal(near, coming)
 
 
+def test_key_contact_reach_sends_a_free_fingertip_to_a_key_nobody_points_at():
+    """With reach, a struck key no fingertip points at takes the free fingertip most likely to point at it
+    (at least `reach`), one key a fingertip, in rounds; fingertips already on a struck key stay there."""
+    model = notes_model()
+    T, n = 6, 3
+    roll = torch.zeros(1, T, NUM_KEYS, 3)
+    for k in (40, 42, 44):  # a chord of three
+        roll[0, 1, k, 0] = 1
+        roll[0, 1:5, k, 1] = 1
+    logits = torch.full((1, T, 10, NUM_KEYS), -4.0)
+    logits[..., 3:, 70] = 5.0  # fingers 3-9 point at an unplayed key and like none of the chord
+    logits[..., 0, 40], logits[..., 0, 42] = 5.0, 1.0  # finger 0 points at 40, a little at 42 (p 0.018)
+    logits[..., 1, 40] = 7.0  # finger 1 points at 40, surer: it strikes 40
+    logits[..., 2, 60], logits[..., 2, 42], logits[..., 2, 44] = (
+        5.0,
+        3.0,
+        3.5,
+    )  # finger 2: 60; 44 (p 0.16), 42
+    plain = model.keyboard.contact(logits, roll, n)
+    assert plain[0, 1:4].sum() == 3 and plain[0, 1:4, 1, 40].all()  # only key 40 struck by a finger
+    touch = model.keyboard.contact(logits, roll, n, reach=0.01)
+    expected = plain.clone()
+    expected[0, 1:4, 2, 44] = 1  # round 1: 42 and 44 both want finger 2; it takes 44, which it likes more
+    expected[0, 1:4, 0, 42] = 1  # round 2: 42 takes the likeliest free finger left, finger 0
+    assert torch.equal(touch, expected)
+    assert touch.sum(-1).max() <= 1 and touch.sum(2).max() <= 1  # one key a finger, one finger a key
+    expected[0, 1:4, 0, 42] = 0  # finger 0 (p 0.018) is not likely enough at reach 0.05
+    assert torch.equal(model.keyboard.contact(logits, roll, n, reach=0.05), expected)
+    with pytest.raises(ValueError, match="key_contact_reach"):
+        tiny_khp_config(architecture="notes", key_contact_reach=1.5)
+
+
 def test_key_contact_in_the_model():
     """With key contact, the touching fingertips sit exactly on their keys' press points, raised above
     them just before, and the others are the free model's; chunked inference stays exact."""

@@ -42,12 +42,16 @@ def test_committed_khp_loads_hears_the_notes_and_plays_them():
     from apvg_hf.piano_roll import notes_to_roll
 
     model, fe = committed()
-    # the two recipes: khp.yaml, then the fine-tune khp_contact.yaml, whose model fields override
+    # the recipes: khp.yaml, then the fine-tune khp_contact.yaml, whose model fields override, then the
+    # transcriber alone (khp_transcriber.yaml), after which the decoding thresholds were chosen again on
+    # validation (onset 0.35, sustain 0.5), as key contact's reach was (key_contact_reach_validation.md)
     first, second = (
         yaml.safe_load((KHP_DIR.parent / f).read_text()) for f in ("khp.yaml", "khp_contact.yaml")
     )
-    for key, value in (first["model"] | second["model"]).items():
+    chosen = {"onset_threshold": 0.35, "frame_threshold": 0.5}
+    for key, value in (first["model"] | second["model"] | chosen).items():
         assert getattr(model.config, key) == value, key
+    assert yaml.safe_load((KHP_DIR / "train_config.yaml").read_text())["tune_thresholds"] is True
     wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
     feats = fe(wave, sampling_rate=16000)["input_features"][0]
     assert feats.shape == (135, fe.feature_size)

@@ -49,6 +49,9 @@ class KHPConfig(PretrainedConfig):
             says where. Chosen on the validation split (4 for the virtual pianist).
         key_approach_frames: with key contact, for this many frames before a fingertip comes down on
             a key it is raised above the key (`press_lift`): it is seen to strike.
+        key_contact_reach: with key contact, a struck key that no fingertip points at (its most likely
+            key) takes the free fingertip (touching no struck key) most likely to point at it, if that
+            likelihood is at least this; 0: off (only fingertips pointing at the key strike it).
         press_lift: how far a raised fingertip sits from the press point, as a fraction of the key's
             length towards its back (the image direction of "up" for a camera in front and above).
         press_depth: where on a key top a fingertip presses, as fractions of the way from the key's
@@ -105,6 +108,7 @@ class KHPConfig(PretrainedConfig):
         key_contact_frames: int = 0,
         key_approach_frames: int = 0,
         press_lift: float = 0.5,
+        key_contact_reach: float = 0.0,
         press_depth: tuple[float, float] | list[float] = (0.2333, 0.65),
         onset_threshold: float = 0.5,
         frame_threshold: float = 0.5,
@@ -160,6 +164,9 @@ class KHPConfig(PretrainedConfig):
         self.key_contact_frames = int(key_contact_frames)
         self.key_approach_frames = int(key_approach_frames)
         self.press_lift = float(press_lift)
+        if not 0.0 <= key_contact_reach <= 1.0:
+            raise ValueError(f"key_contact_reach must be a probability in [0, 1], got {key_contact_reach}")
+        self.key_contact_reach = float(key_contact_reach)
         self.press_depth = [float(v) for v in press_depth]
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold

@@ -348,12 +348,17 @@ class KHPKeyboard(nn.Module):
         depth = torch.tensor(self.press_depth, dtype=quads.dtype, device=quads.device)
         return front + length * depth[None, :, None]
 
-    def contact(self, logits: torch.Tensor, piano_roll: torch.Tensor, frames: int) -> torch.Tensor:
+    def contact(
+        self, logits: torch.Tensor, piano_roll: torch.Tensor, frames: int, reach: float = 0.0
+    ) -> torch.Tensor:
         """Which fingertip sits on which key: (B, T, 10, 88) in {0, 1}.
 
         A key is *struck* from its onset for `frames` frames while it sounds. Each fingertip
         points at its most likely key; of the fingertips pointing at a struck key, the surest one
-        touches it (one finger a key)."""
+        touches it (one finger a key). With `reach` > 0, a struck key left without a finger then
+        takes the free fingertip (touching nothing) most likely to point at it, if that likelihood
+        is at least `reach`; a fingertip wanted by several such keys takes the one it likes best, and
+        the others try again with the fingertips left."""
         B, T, F_, N = logits.shape
         onset, sounding = (
             piano_roll[..., 0].to(logits.dtype),
@@ -365,7 +370,19 @@ class KHPKeyboard(nn.Module):
         chosen = F.one_hot(prob.argmax(-1), N).to(prob.dtype)  # (B, T, 10, 88)
         score = torch.where(chosen.bool(), prob, torch.full_like(prob, -1.0))
         surest = (score == score.amax(dim=2, keepdim=True)) & chosen.bool()  # one fingertip per key
-        return surest.to(prob.dtype) * struck[:, :, None]
+        touch = surest.to(prob.dtype) * struck[:, :, None]
+        for _ in range(F_ if reach > 0 else 0):  # rounds until no struck key can take a free fingertip
+            free = touch.sum(-1, keepdim=True) == 0  # (B, T, 10, 1)
+            unplayed = (struck > 0) & (touch.sum(2) == 0)  # (B, T, 88)
+            wanted = torch.where(free & unplayed[:, :, None], prob, torch.full_like(prob, -1.0))
+            best = F.one_hot(wanted.argmax(2), F_).transpose(2, 3).bool()  # (B, T, 10, 88): a key's tip
+            best &= (wanted >= reach) & unplayed[:, :, None]
+            liked = torch.where(best, prob, torch.full_like(prob, -1.0))
+            best &= liked == liked.amax(-1, keepdim=True)  # a tip wanted by several keys: its likeliest
+            if not best.any():
+                break
+            touch = touch + best.to(prob.dtype)
+        return touch
 
     @staticmethod
     def approach(touch: torch.Tensor, frames: int) -> torch.Tensor:
@@ -391,12 +408,14 @@ class KHPKeyboard(nn.Module):
         contact_frames: int = 0,
         approach_frames: int = 0,
         lift: float = 0.0,
+        reach: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
         fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
         (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point, and for
         the `approach_frames` frames before, raised above it (`lift` of the key's length towards its
-        back: a lifted fingertip seen from the front); and the choice's logits (B, T, 10, 88)."""
+        back: a lifted fingertip seen from the front); `reach`: see `contact`; and the choice's logits
+        (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
         q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
@@ -406,7 +425,7 @@ class KHPKeyboard(nn.Module):
         at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
         tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
         if contact_frames and piano_roll is not None:
-            touch = self.contact(logits.detach(), piano_roll, contact_frames)  # (B, T, 10, 88)
+            touch = self.contact(logits.detach(), piano_roll, contact_frames, reach)  # (B, T, 10, 88)
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
             on_key = torch.einsum("btfk,bkx->btfx", touch, press)
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
@@ -604,6 +623,7 @@ class KHPModel(KHPPreTrainedModel):
                 self.config.key_contact_frames,
                 self.config.key_approach_frames,
                 self.config.press_lift,
+                self.config.key_contact_reach,
             )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
