@@ -174,6 +174,29 @@ def test_key_contact_reach_sends_a_free_fingertip_to_a_key_nobody_points_at():
         tiny_khp_config(architecture="notes", key_contact_reach=1.5)
 
 
+def test_key_contact_hold_keeps_the_onsets_finger():
+    """With hold, the finger chosen on the onset frame stays on the key for the contact frames even when
+    another finger becomes surer; a newer onset takes the finger over."""
+    model = notes_model()
+    T, n = 8, 3
+    roll = torch.zeros(1, T, NUM_KEYS, 3)
+    roll[0, 1, 40, 0] = 1
+    roll[0, 1:7, 40, 1] = 1
+    roll[0, 3, 45, 0] = 1  # a new note for finger 0, while it still holds 40
+    roll[0, 3:7, 45, 1] = 1
+    logits = torch.full((1, T, 10, NUM_KEYS), -4.0)
+    logits[0, :, 0, 40] = 5.0  # finger 0 points at 40 ...
+    logits[0, 2:, 1, 40] = 6.0  # ... until finger 1 is surer, from frame 2
+    logits[0, 3:, 0, 45] = 6.0  # and finger 0 points at 45 from frame 3
+    loose = model.keyboard.contact(logits, roll, n)
+    assert loose[0, 1, 0, 40] and loose[0, 2, 1, 40]  # frame by frame: the finger on 40 changes
+    held = model.keyboard.contact(logits, roll, n, hold=True)
+    expected = torch.zeros_like(held)
+    expected[0, 1:3, 0, 40] = 1  # finger 0 strikes 40 and stays ...
+    expected[0, 3:6, 0, 45] = 1  # ... until the newer onset takes it to 45
+    assert torch.equal(held, expected)
+
+
 def test_key_contact_in_the_model():
     """With key contact, the touching fingertips sit exactly on their keys' press points, raised above
     them just before, and the others are the free model's; chunked inference stays exact."""

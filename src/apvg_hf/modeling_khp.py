@@ -349,7 +349,12 @@ class KHPKeyboard(nn.Module):
         return front + length * depth[None, :, None]
 
     def contact(
-        self, logits: torch.Tensor, piano_roll: torch.Tensor, frames: int, reach: float = 0.0
+        self,
+        logits: torch.Tensor,
+        piano_roll: torch.Tensor,
+        frames: int,
+        reach: float = 0.0,
+        hold: bool = False,
     ) -> torch.Tensor:
         """Which fingertip sits on which key: (B, T, 10, 88) in {0, 1}.
 
@@ -358,18 +363,34 @@ class KHPKeyboard(nn.Module):
         touches it (one finger a key). With `reach` > 0, a struck key left without a finger then
         takes the free fingertip (touching nothing) most likely to point at it, if that likelihood
         is at least `reach`; a fingertip wanted by several such keys takes the one it likes best, and
-        the others try again with the fingertips left."""
-        B, T, F_, N = logits.shape
+        the others try again with the fingertips left. Without `hold` this is decided frame by frame
+        (the finger on a key may change while it is struck); with `hold`, once, on the onset frame,
+        and that finger stays for the `frames` frames (until a newer onset takes it or its key)."""
         onset, sounding = (
             piano_roll[..., 0].to(logits.dtype),
             piano_roll[..., 1].to(logits.dtype),
         )  # (B, T, 88)
-        padded = F.pad(onset.transpose(1, 2), (frames - 1, 0))  # (B, 88, T + frames - 1)
-        struck = F.max_pool1d(padded, frames, stride=1).transpose(1, 2) * sounding  # (B, T, 88)
-        prob = torch.softmax(logits, dim=-1)
-        chosen = F.one_hot(prob.argmax(-1), N).to(prob.dtype)  # (B, T, 10, 88)
-        score = torch.where(chosen.bool(), prob, torch.full_like(prob, -1.0))
-        surest = (score == score.amax(dim=2, keepdim=True)) & chosen.bool()  # one fingertip per key
+        prob = torch.softmax(logits, dim=-1)  # (B, T, 10, 88)
+        if not hold:
+            padded = F.pad(onset.transpose(1, 2), (frames - 1, 0))  # (B, 88, T + frames - 1)
+            struck = F.max_pool1d(padded, frames, stride=1).transpose(1, 2) * sounding  # (B, T, 88)
+            return self._assign(prob, struck, reach)
+        start = self._assign(prob, onset * sounding, reach).bool()  # (B, T, 10, 88): on onset frames
+        touch = torch.zeros_like(start)
+        for d in range(frames):  # newest first: a finger (and a key) keeps its most recent onset
+            held = F.pad(start[:, : start.shape[1] - d], (0, 0, 0, 0, d, 0)) & sounding.bool()[:, :, None]
+            held &= ~touch.any(-1, keepdim=True) & ~touch.any(2, keepdim=True)
+            touch |= held
+        return touch.to(prob.dtype)
+
+    @staticmethod
+    def _assign(prob: torch.Tensor, struck: torch.Tensor, reach: float) -> torch.Tensor:
+        """`contact`'s choice, frame by frame: prob (B, T, 10, 88), struck keys (B, T, 88) ->
+        (B, T, 10, 88) in {0, 1}."""
+        F_, N = prob.shape[2:]
+        chosen = F.one_hot(prob.argmax(-1), N).bool()  # (B, T, 10, 88)
+        score = torch.where(chosen, prob, torch.full_like(prob, -1.0))
+        surest = (score == score.amax(dim=2, keepdim=True)) & chosen  # one fingertip per key
         touch = surest.to(prob.dtype) * struck[:, :, None]
         for _ in range(F_ if reach > 0 else 0):  # rounds until no struck key can take a free fingertip
             free = touch.sum(-1, keepdim=True) == 0  # (B, T, 10, 1)
@@ -409,12 +430,13 @@ class KHPKeyboard(nn.Module):
         approach_frames: int = 0,
         lift: float = 0.0,
         reach: float = 0.0,
+        hold: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
         fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
         (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point, and for
         the `approach_frames` frames before, raised above it (`lift` of the key's length towards its
-        back: a lifted fingertip seen from the front); `reach`: see `contact`; and the choice's logits
+        back: a lifted fingertip seen from the front); `reach`, `hold`: see `contact`; and the choice's logits
         (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
@@ -425,7 +447,7 @@ class KHPKeyboard(nn.Module):
         at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
         tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
         if contact_frames and piano_roll is not None:
-            touch = self.contact(logits.detach(), piano_roll, contact_frames, reach)  # (B, T, 10, 88)
+            touch = self.contact(logits.detach(), piano_roll, contact_frames, reach, hold)  # (B, T, 10, 88)
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
             on_key = torch.einsum("btfk,bkx->btfx", touch, press)
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
@@ -624,6 +646,7 @@ class KHPModel(KHPPreTrainedModel):
                 self.config.key_approach_frames,
                 self.config.press_lift,
                 self.config.key_contact_reach,
+                self.config.key_contact_hold,
             )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
