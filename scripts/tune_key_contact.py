@@ -1,7 +1,8 @@
 """Choose a note-aware KHP's key contact on the validation split: `key_contact_frames` (how long the
 striking fingertip sits on the key's press point), `key_approach_frames` and `press_lift` (how it
 comes down on it), `key_contact_reach` (whether a struck key no fingertip points at takes a free one) and `key_contact_hold`
-(whether the striking finger is chosen once, at the onset).
+(whether the striking finger is chosen once, at the onset), `free_lift` (how far the fingertips that strike
+nothing hover).
 
 Every combination of the given values is tried; the KHP plays the clips from their audio and from
 their true notes; of the combinations within `--f1-tolerance` of the best mean key-press F1 of the two,
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lift", default="0.5", help="comma list of press_lift")
     ap.add_argument("--reach", default="0", help="comma list of key_contact_reach (0: off)")
     ap.add_argument("--hold", default="0", help="comma list of key_contact_hold (0/1)")
+    ap.add_argument("--free-lift", default="0", help="comma list of free_lift (0: off)")
     ap.add_argument(
         "--f1-tolerance", type=float, default=0.005, help="F1 within this of the best counts as as good"
     )
@@ -53,13 +55,15 @@ def main(argv: list[str] | None = None) -> dict:
             "press_lift": lift,
             "key_contact_reach": reach,
             "key_contact_hold": hold,
+            "free_lift": free,
         }
-        for c, a, lift, reach, hold in itertools.product(
+        for c, a, lift, reach, hold, free in itertools.product(
             [int(v) for v in args.contact.split(",")],
             [int(v) for v in args.approach.split(",")],
             [float(v) for v in args.lift.split(",")],
             [float(v) for v in args.reach.split(",")],
             [bool(int(v)) for v in args.hold.split(",")],
+            [float(v) for v in args.free_lift.split(",")],
         )
         if c or not (a or reach or hold)  # approaching, reaching or holding without contact: no contact
     ]
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         s, a, n = r["settings"], r["audio"], r["notes"]
         rows.append(
             f"| {s['key_contact_frames']} | {s['key_approach_frames']} | {s['press_lift']:g} "
-            f"| {s['key_contact_reach']:g} | {'yes' if s['key_contact_hold'] else 'no'} "
+            f"| {s['key_contact_reach']:g} | {'yes' if s['key_contact_hold'] else 'no'} | {s['free_lift']:g} "
             f"| {a['keypress']['f1']:.3f} | {n['keypress']['f1']:.3f} "
             f"| {n['keypress']['precision']:.3f} / {n['keypress']['recall']:.3f} "
             f"| {n['hands']['mpjpe_px256']:.2f} | {n['hands']['velocity_px256']:.2f} |"
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = (
         f"python scripts/tune_key_contact.py --model {args.model} --dataset {args.dataset} --split {args.split} "
         f"--contact {args.contact} --approach {args.approach} --lift {args.lift} --reach {args.reach} "
-        f"--hold {args.hold} "
+        f"--hold {args.hold} --free-lift {args.free_lift} "
         f"--f1-tolerance {args.f1_tolerance} --output {args.output}"
     )
     md = "\n".join(
@@ -102,10 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
             "",
             f"Model: `{args.model}`. Command: `{command}`",
             "",
-            "| contact frames | approach frames | lift | reach | hold | key-press F1, audio "
+            "| contact frames | approach frames | lift | reach | hold | free lift | key-press F1, audio "
             "| key-press F1, true notes | P / R, true notes | hand px@256, true notes "
             "| hand velocity px/frame, true notes |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]

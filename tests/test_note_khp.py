@@ -197,6 +197,25 @@ def test_key_contact_hold_keeps_the_onsets_finger():
     assert torch.equal(held, expected)
 
 
+def test_free_lift_raises_only_the_fingertips_that_strike_nothing():
+    """free_lift: fingertips neither on a key nor coming down on one move towards their key's back by
+    that fraction of its length; the striking ones do not move."""
+    keys = keyboard()
+    roll = notes_to_roll(NOTES, 40, 30)
+    base = notes_model(key_contact_frames=3)
+    lifted = notes_model(key_contact_frames=3, free_lift=0.2)
+    a = base.predict(piano_roll=roll, reference_keys=keys[0]).keypoints[0, :, TIPS]  # (T, 10, 2)
+    b = lifted.predict(piano_roll=roll, reference_keys=keys[0]).keypoints[0, :, TIPS]
+    press = base.keyboard.press_points(keys)[0]  # (88, 2)
+    on = (a[:, :, None] - press).norm(dim=-1).min(-1).values < 1e-6  # (T, 10): on a press point
+    assert on.any() and (~on).any()
+    assert torch.allclose(a[on], b[on], atol=1e-6)
+    shift = b[~on] - a[~on]
+    length = base.keyboard.key_axes(keys)[1][0]  # (88, 2): front -> back
+    assert (shift[:, 1] * length[:, 1].mean()).min() > 0  # every free fingertip moved towards the back
+    assert shift.norm(dim=-1).max() <= 0.2 * length.norm(dim=-1).max() + 1e-6
+
+
 def test_key_contact_in_the_model():
     """With key contact, the touching fingertips sit exactly on their keys' press points, raised above
     them just before, and the others are the free model's; chunked inference stays exact."""

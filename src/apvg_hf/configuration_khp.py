@@ -54,6 +54,8 @@ class KHPConfig(PretrainedConfig):
             likelihood is at least this; 0: off (only fingertips pointing at the key strike it).
         key_contact_hold: with key contact, choose the striking fingertip once, on the onset frame, and
             keep it on the key (False: chosen again on every frame while the key is struck).
+        free_lift: with key contact, the fingertips that strike nothing are raised by this fraction of
+            their key's length towards its back (0: off): they hover instead of resting on a key.
         press_lift: how far a raised fingertip sits from the press point, as a fraction of the key's
             length towards its back (the image direction of "up" for a camera in front and above).
         press_depth: where on a key top a fingertip presses, as fractions of the way from the key's
@@ -112,6 +114,7 @@ class KHPConfig(PretrainedConfig):
         press_lift: float = 0.5,
         key_contact_reach: float = 0.0,
         key_contact_hold: bool = False,
+        free_lift: float = 0.0,
         press_depth: tuple[float, float] | list[float] = (0.2333, 0.65),
         onset_threshold: float = 0.5,
         frame_threshold: float = 0.5,
@@ -171,6 +174,7 @@ class KHPConfig(PretrainedConfig):
             raise ValueError(f"key_contact_reach must be a probability in [0, 1], got {key_contact_reach}")
         self.key_contact_reach = float(key_contact_reach)
         self.key_contact_hold = bool(key_contact_hold)
+        self.free_lift = float(free_lift)
         self.press_depth = [float(v) for v in press_depth]
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold

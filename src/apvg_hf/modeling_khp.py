@@ -431,12 +431,14 @@ class KHPKeyboard(nn.Module):
         lift: float = 0.0,
         reach: float = 0.0,
         hold: bool = False,
+        free_lift: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
         fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
         (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point, and for
         the `approach_frames` frames before, raised above it (`lift` of the key's length towards its
-        back: a lifted fingertip seen from the front); `reach`, `hold`: see `contact`; and the choice's logits
+        back: a lifted fingertip seen from the front); `reach`, `hold`: see `contact`; `free_lift`: the
+        fingertips that strike nothing are raised by this fraction of their key's length; and the choice's logits
         (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
@@ -446,6 +448,9 @@ class KHPKeyboard(nn.Module):
         centres = quads.mean(2).to(h.dtype)  # (B, 88, 2)
         at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
         tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
+        if free_lift:  # a fingertip that strikes nothing hovers: raised towards its key's back
+            length = self.key_axes(quads)[1].to(h.dtype)  # (B, 88, 2): front -> back
+            tips = tips + free_lift * torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), length)
         if contact_frames and piano_roll is not None:
             touch = self.contact(logits.detach(), piano_roll, contact_frames, reach, hold)  # (B, T, 10, 88)
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
@@ -647,6 +652,7 @@ class KHPModel(KHPPreTrainedModel):
                 self.config.press_lift,
                 self.config.key_contact_reach,
                 self.config.key_contact_hold,
+                self.config.free_lift,
             )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
