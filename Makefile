@@ -138,14 +138,23 @@ train-khp-transcriber: $(VENV)/.installed outputs/khp-stage2/model.safetensors
 		$(if $(wildcard outputs/khp-transcriber/checkpoints),--resume)
 
 ## evaluate-transcription: the KHP's transcriber beside basic-pitch on the test pieces (+ a held-out SoundFont, noise)
-evaluate-transcription: $(VENV)/.installed
+evaluate-transcription: $(VENV)/.installed outputs/khp-stage2/model.safetensors
 	$(PY) scripts/evaluate_transcription.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
-		--split test --output pipelines/apvg-virtual-pianist/transcription_results.json
+		--split test --output pipelines/apvg-virtual-pianist/transcription_results.json \
+		--compare "KHP transcriber before its own stage (2dbc2d1)" outputs/khp-stage2
 
-evaluate-khp: $(VENV)/.installed
+## evaluate-khp: the embedded KHP on the test pieces beside the KHP before the transcriber stage, the first
+## release and the baselines (the LSTM is trained once and kept in outputs/lstm_medium)
+outputs/khp-v1/model.safetensors:
+	mkdir -p outputs/khp-v1
+	for f in config.json model.safetensors preprocessor_config.json; do \
+		git show 481f2ee:pipelines/apvg-virtual-pianist/khp/$$f > outputs/khp-v1/$$f; done
+evaluate-khp: $(VENV)/.installed outputs/khp-stage2/model.safetensors outputs/khp-v1/model.safetensors
 	$(PY) scripts/evaluate_khp.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
-		--train-dataset data/virtual_pianist_medium data/virtual_pianist_medium_seed1 \
-		--split test --output pipelines/apvg-virtual-pianist/khp_results.json
+		--split test --output pipelines/apvg-virtual-pianist/khp_results.json \
+		$(if $(wildcard outputs/lstm_medium),--lstm outputs/lstm_medium,--save-lstm outputs/lstm_medium) \
+		--compare-khp "KHP v1 (audio, first release)" outputs/khp-v1 \
+		--compare-khp "KHP before the transcriber stage (2dbc2d1)" outputs/khp-stage2
 
 ## train-stu: the STU recipe of the default pipeline at 128x128 (bf16 autocast; resumes if a checkpoint is there)
 STU_RECIPE := pipelines/apvg-virtual-pianist/stu.yaml
