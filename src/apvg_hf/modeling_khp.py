@@ -446,11 +446,12 @@ class KHPKeyboard(nn.Module):
         k = self.key_proj(keys)[:, None] + activity  # (B, T, 88, P)
         logits = torch.einsum("btfp,btkp->btfk", q, k) / math.sqrt(P)
         centres = quads.mean(2).to(h.dtype)  # (B, 88, 2)
-        at = torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), centres)  # (B, T, 10, 2)
+        choice = torch.softmax(logits, dim=-1)  # (B, T, 10, 88)
+        at = torch.einsum("btfk,bkx->btfx", choice, centres)  # (B, T, 10, 2)
         tips = at + scale * torch.tanh(self.tip_offset(h).view(B, T, len(_TIPS), 2))
+        length = self.key_axes(quads)[1].to(h.dtype)  # (B, 88, 2): each key's front -> back
         if free_lift:  # a fingertip that strikes nothing hovers: raised towards its key's back
-            length = self.key_axes(quads)[1].to(h.dtype)  # (B, 88, 2): front -> back
-            tips = tips + free_lift * torch.einsum("btfk,bkx->btfx", torch.softmax(logits, dim=-1), length)
+            tips = tips + free_lift * torch.einsum("btfk,bkx->btfx", choice, length)
         if contact_frames and piano_roll is not None:
             touch = self.contact(logits.detach(), piano_roll, contact_frames, reach, hold)  # (B, T, 10, 88)
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
@@ -458,7 +459,6 @@ class KHPKeyboard(nn.Module):
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
             if approach_frames:
                 near = self.approach(touch, approach_frames)  # (B, T, 10, 88)
-                length = self.key_axes(quads)[1].to(h.dtype)  # (B, 88, 2): front -> back
                 raised = torch.einsum("btfk,bkx->btfx", near, press + lift * length)  # weighted
                 coming = near.sum(-1, keepdim=True)  # (B, T, 10, 1): > 0 while a fingertip comes down
                 tips = raised + (1 - coming) * tips  # eases from where it was to above the key

@@ -37,6 +37,7 @@ from ..skeleton import FINGERTIPS, HANDS
 from .config import MixedPrecision, kwargs_dataclass
 from .loop import (
     GracefulStop,
+    adamw,
     after_step,
     init_run,
     make_accelerator,
@@ -435,12 +436,7 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
             model.set_mean_keys(torch.from_numpy(np.mean([c.meta["keyboard_quads"] for c in train], 0)))
     if notes:  # real videos: no keyboard, no notes -> an error, or the model's own transcription
         label_with_transcription(model, [c for c in train + val if c.meta.get("notes") is None], is_main)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate,
-    )
+    optimizer = adamw(model, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)

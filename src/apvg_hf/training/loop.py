@@ -134,6 +134,19 @@ def save_checkpoint(accelerator: Accelerator, out_dir: Path, step: int, cfg, kee
     return final
 
 
+def adamw(module: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over `module`'s parameters, with weight decay on matrices and kernels only (not on biases,
+    norms or embeddings' 1-D parameters)."""
+    params = list(module.parameters())
+    return torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+    )
+
+
 def step_log(loss: float, scheduler, done: int, start: int, t0: float) -> dict[str, float]:
     """The scalars every trainer logs: loss, learning rate, steps per second since (re)start."""
     return {

@@ -45,9 +45,10 @@ from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..midi import available_soundfonts, render_notes
 from ..modeling_khp import KHPModel, transcription_loss
 from ..piano_roll import LOWEST_PITCH, NUM_KEYS, notes_to_roll, roll_to_notes
-from .config import MixedPrecision, save_config
+from .config import MixedPrecision
 from .loop import (
     GracefulStop,
+    adamw,
     after_step,
     closing_loader,
     ignore_stop_signals,
@@ -55,6 +56,7 @@ from .loop import (
     make_accelerator,
     parse_args,
     resume_step,
+    save_final,
     step_log,
 )
 
@@ -191,19 +193,6 @@ class RenderedWindows(torch.utils.data.Dataset):
         return torch.from_numpy(feats[cut].astype(np.float32)), torch.from_numpy(roll[cut])
 
 
-class _Indices(torch.utils.data.Sampler):
-    """Window indices for steps [start, steps): batch b holds indices b * batch_size ... (exact resume)."""
-
-    def __init__(self, start: int, steps: int, batch_size: int):
-        self.range = range(start * batch_size, steps * batch_size)
-
-    def __iter__(self):
-        return iter(self.range)
-
-    def __len__(self) -> int:
-        return len(self.range)
-
-
 def transcribe_clips(model: KHPModel, clips) -> list[np.ndarray]:
     """Note probabilities (T, 88, 3) of each clip's audio features."""
     return [model.transcribe(torch.from_numpy(np.array(c.features)))[0].numpy() for c in clips]
@@ -290,12 +279,7 @@ def train(cfg: TrainTranscriberConfig, resume: str | None = None) -> Path | None
         f"({len(held_out)} held out), SoundFonts {soundfonts}"
     )
 
-    decay = [p for p in transcriber.parameters() if p.ndim >= 2]
-    no_decay = [p for p in transcriber.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.learning_rate,
-    )
+    optimizer = adamw(transcriber, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     transcriber, optimizer = accelerator.prepare(transcriber, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -307,7 +291,7 @@ def train(cfg: TrainTranscriberConfig, resume: str | None = None) -> Path | None
     loader = torch.utils.data.DataLoader(
         windows,
         batch_size=cfg.batch_size,
-        sampler=_Indices(start, cfg.steps, micro),
+        sampler=range(start * micro, cfg.steps * micro),  # window indices: exact resume
         num_workers=cfg.num_workers,
         worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
         prefetch_factor=4 if cfg.num_workers else None,
@@ -360,23 +344,13 @@ def train(cfg: TrainTranscriberConfig, resume: str | None = None) -> Path | None
                 return None
 
     # 5. Thresholds chosen on the validation clips, then the whole KHP saved.
-    accelerator.wait_for_everyone()
-    model_dir = out_dir / "model"
-    if is_main:
-        model.eval()
-        if cfg.tune_thresholds:
-            o, f, m = choose_thresholds(transcribe_clips(model, val), val)
-            model.config.onset_threshold, model.config.frame_threshold = o, f
-            accelerator.print(
-                f"thresholds chosen on validation: onset {o}, frame {f} (onset F1 {m['onset']['f1']:.3f})"
-            )
-        model.save_pretrained(model_dir)
-        extractor.save_pretrained(model_dir)
-
-        save_config(cfg, model_dir / "train_config.yaml")
-        accelerator.print(f"saved {model_dir}")
-    accelerator.end_training()
-    return model_dir
+    if is_main and cfg.tune_thresholds:
+        o, f, m = choose_thresholds(transcribe_clips(model, val), val)
+        model.config.onset_threshold, model.config.frame_threshold = o, f
+        accelerator.print(
+            f"thresholds chosen on validation: onset {o}, frame {f} (onset F1 {m['onset']['f1']:.3f})"
+        )
+    return save_final(accelerator, out_dir, cfg, model.eval(), extractor)
 
 
 def main(argv: list[str] | None = None, doc: str | None = None) -> Path | None:
