@@ -221,6 +221,11 @@ class KHPReferenceEncoder(nn.Module):
         return out  # (B, D)
 
 
+def _wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted mean of `err` (weights broadcast to it; 0 when they sum to 0)."""
+    return (err * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
 def transcription_loss(
     note_logits: torch.Tensor, target_piano_roll: torch.Tensor, frame_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -234,12 +239,9 @@ def transcription_loss(
         else frame_mask.float()[..., None].expand_as(tr[..., 0])
     )
 
-    def wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return (err * weight).sum() / weight.sum().clamp_min(1e-6)
-
     bce = F.binary_cross_entropy_with_logits(nl[..., :2], tr[..., :2], reduction="none")  # (B, T, 88, 2)
     vel = (torch.sigmoid(nl[..., 2]) - tr[..., 2]) ** 2
-    return wmean(bce[..., 0], fm) + wmean(bce[..., 1], fm) + wmean(vel, fm * tr[..., 1])
+    return _wmean(bce[..., 0], fm) + _wmean(bce[..., 1], fm) + _wmean(vel, fm * tr[..., 1])
 
 
 class KHPTranscriber(nn.Module):
@@ -969,31 +971,28 @@ class KHPModel(KHPPreTrainedModel):
         joint_w[_HAND] = c.hand_weight
         w = frame[..., None] * (vis + (1 - vis) * c.invisible_weight) * joint_w  # (B, T, K)
 
-        def wmean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-            return (err * weight).sum() / weight.sum().clamp_min(1e-6)
-
-        coord = wmean((keypoints - tk).abs().sum(-1), w)
+        coord = _wmean((keypoints - tk).abs().sum(-1), w)
         # Velocity: frame-to-frame motion, where both frames are real.
         wv = w[:, 1:] * frame[:, :-1, None]
         velocity = (
-            wmean(((keypoints[:, 1:] - keypoints[:, :-1]) - (tk[:, 1:] - tk[:, :-1])).abs().sum(-1), wv) * 10
+            _wmean(((keypoints[:, 1:] - keypoints[:, :-1]) - (tk[:, 1:] - tk[:, :-1])).abs().sum(-1), wv) * 10
         )
         # Bone lengths in the image.
         idx = torch.tensor(BONES, device=keypoints.device)
         lp = (keypoints[..., idx[:, 0], :] - keypoints[..., idx[:, 1], :]).norm(dim=-1)
         lt = (tk[..., idx[:, 0], :] - tk[..., idx[:, 1], :]).norm(dim=-1)
-        bone = wmean((lp - lt).abs(), w[..., idx[:, 0]] * w[..., idx[:, 1]])
+        bone = _wmean((lp - lt).abs(), w[..., idx[:, 0]] * w[..., idx[:, 1]])
         # Heatmap space: ||H(pred) - H(target)||² / (||H(pred)||² + ||H(target)||²) per keypoint map.
         s = c.heatmap_size
-        heatmap = wmean(heatmap_distance(keypoints, tk, s, s, c.heatmap_sigma), w)
-        visibility = wmean(
+        heatmap = _wmean(heatmap_distance(keypoints, tk, s, s, c.heatmap_sigma), w)
+        visibility = _wmean(
             F.binary_cross_entropy_with_logits(visibility_logits.float(), vis, reduction="none"),
             frame[..., None].expand_as(vis),
         )
         coarse_l1 = keypoints.new_zeros(())
         if coarse is not None and target_coarse is not None:
             fm = frame if coarse_frame_indices is None else frame[:, coarse_frame_indices]
-            coarse_l1 = wmean((coarse - target_coarse.to(coarse.dtype)).abs().mean((2, 3, 4)), fm)
+            coarse_l1 = _wmean((coarse - target_coarse.to(coarse.dtype)).abs().mean((2, 3, 4)), fm)
         transcription = keypoints.new_zeros(())
         if note_logits is not None and target_piano_roll is not None:
             transcription = transcription_loss(note_logits, target_piano_roll, frame)
@@ -1013,7 +1012,7 @@ class KHPModel(KHPPreTrainedModel):
             wp = frame[..., None] * vis[:, :, _TIPS]  # (B, T, 10): real frames, visible tips ...
             if ref_mask is not None:  # ... of windows that were given the keyboard
                 wp = wp * ref_mask.float()[:, None, None]
-            pointer_ce = wmean(ce, wp)
+            pointer_ce = _wmean(ce, wp)
         terms = torch.stack(
             [coord, heatmap, bone, velocity, visibility, coarse_l1, transcription, pointer_ce]
         )
