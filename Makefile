@@ -18,7 +18,7 @@ UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 	$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 
 .PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
-	dataset-medium train-khp train-khp-finetune train-khp-transcriber evaluate-transcription evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
+	dataset-medium train-khp train-khp-finetune train-khp-transcriber train-khp-motion evaluate-transcription evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
 	evaluate-stu-variants benchmark-stu-variants \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
@@ -136,6 +136,22 @@ outputs/khp-stage2/model.safetensors:
 train-khp-transcriber: $(VENV)/.installed outputs/khp-stage2/model.safetensors
 	$(PY) scripts/train_transcriber.py --config pipelines/apvg-virtual-pianist/khp_transcriber.yaml \
 		$(if $(wildcard outputs/khp-transcriber/checkpoints),--resume)
+
+## train-khp-motion: the fourth stage of the embedded KHP: its motion decoder on a motion pool (every
+## training-split piece of the corpus performed, transposed up to an octave; built first, ~25 min) and the
+## dataset, the transcriber frozen; ~35 min (resumes)
+KHP_STAGE3 := b2d599d
+outputs/khp-stage3/model.safetensors:
+	mkdir -p outputs/khp-stage3
+	for f in config.json model.safetensors preprocessor_config.json; do \
+		git show $(KHP_STAGE3):pipelines/apvg-virtual-pianist/khp/$$f > outputs/khp-stage3/$$f; done
+data/motion_pool/index.json: | $(VENV)/.installed
+	$(PY) scripts/build_motion_pool.py --output data/motion_pool --held-out-from data/virtual_pianist_medium \
+		--keyboard-variants 8 --chorale-variants 1 --max-seconds 40 --workers 2
+train-khp-motion: $(VENV)/.installed outputs/khp-stage3/model.safetensors data/motion_pool/index.json
+	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
+		scripts/train_khp.py --config pipelines/apvg-virtual-pianist/khp_motion.yaml \
+		$(if $(wildcard outputs/khp-motion/checkpoints),--resume)
 
 ## evaluate-transcription: the KHP's transcriber beside basic-pitch on the test pieces (+ a held-out SoundFont, noise)
 evaluate-transcription: $(VENV)/.installed outputs/khp-stage2/model.safetensors

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from apvg_hf import APVGFeatureExtractor, KHPConfig, KHPModel
 from apvg_hf.data.music import fold_pitch, load_piece_notes
-from apvg_hf.data.virtual_pianist import piece_split
+from apvg_hf.data.virtual_pianist import held_out_pieces, piece_split, training_pieces
 from apvg_hf.modeling_khp import transcription_loss
 from apvg_hf.piano_roll import notes_to_roll
 from apvg_hf.training import transcriber as tt
@@ -67,15 +67,14 @@ def test_the_rendered_audio_has_the_notes_of_the_roll():
 
 
 def test_held_out_pieces_are_never_heard(tiny_dataset, tmp_path):
-    held = tt.held_out_pieces([str(tiny_dataset[0])])
+    held = held_out_pieces([str(tiny_dataset[0])])
     assert held  # the tiny preset has validation and test pieces
-    cfg = tt.TrainTranscriberConfig(init_from="x", exclude_pieces=["bach/bwv2.6"])
-    pieces = tt.corpus_pieces(cfg, held)
+    pieces = training_pieces(held, exclude=["bach/bwv2.6"])
     chosen = pieces["keyboard"] + pieces["chorale"]
     assert chosen and not set(chosen) & held and "bach/bwv2.6" not in chosen
     assert all(piece_split(p) == "train" for p in chosen)
     with pytest.raises(FileNotFoundError, match="build_info.json"):
-        tt.held_out_pieces([str(tmp_path)])
+        held_out_pieces([str(tmp_path)])
 
 
 def test_transcription_loss_ignores_padding_and_vanishes_for_sure_right_answers():

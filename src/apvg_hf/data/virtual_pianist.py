@@ -13,10 +13,13 @@ the number of workers. Splits are by piece: a piece and all its variants live in
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -25,7 +28,7 @@ import soundfile as sf
 from .. import skeleton as sk
 from ..video_io import encode_video
 from .audio import render_notes
-from .music import augment_notes, get_piece, load_piece_notes, sample_augmentation
+from .music import augment_notes, get_piece, list_pieces, load_piece_notes, sample_augmentation
 from .notes import Note
 from .pianist import PianistConfig, plan_performance, synthesize_motion
 from .render import APPEARANCES, PianistRenderer, compute_visibility
@@ -302,6 +305,34 @@ def piece_split(piece_id: str, val_fraction: float = 0.1, test_fraction: float =
 def split_pieces(piece_ids: list[str]) -> dict[str, list[str]]:
     """Group pieces by `piece_split` (order kept)."""
     return {s: [p for p in piece_ids if piece_split(p) == s] for s in SPLITS}
+
+
+def held_out_pieces(datasets: Iterable[str | os.PathLike]) -> set[str]:
+    """The validation and test pieces of datasets written by `scripts/build_dataset.py`: what a stage
+    that trains on the corpus itself (not on a dataset's clips) must never see."""
+    out: set[str] = set()
+    for d in datasets:
+        info = Path(d) / "build_info.json"
+        if not info.exists():
+            raise FileNotFoundError(f"{info} is missing: {d} is not a dataset from scripts/build_dataset.py")
+        pieces = json.loads(info.read_text())["pieces"]
+        out |= set(pieces.get("validation", [])) | set(pieces.get("test", []))
+    return out
+
+
+def training_pieces(
+    held_out: set[str] = frozenset(), exclude: Iterable[str] = (), only: Iterable[str] = ()
+) -> dict[str, list[str]]:
+    """{"keyboard": [...], "chorale": [...]}: the corpus pieces a stage may train on: those of the
+    training split (`piece_split`, the same in every dataset), minus `held_out` and `exclude`, and only
+    those in `only` when it is given (quick runs)."""
+    wanted, exclude = set(only), set(exclude)
+    out: dict[str, list[str]] = {"keyboard": [], "chorale": []}
+    for p in list_pieces():
+        heard = piece_split(p.piece_id) == "train" and p.piece_id not in held_out
+        if heard and p.piece_id not in exclude and (not wanted or p.piece_id in wanted):
+            out.setdefault(p.kind, []).append(p.piece_id)
+    return out
 
 
 def _generate_rows(specs: list[dict], clip_seconds: float) -> Iterator[dict]:

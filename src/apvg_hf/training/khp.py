@@ -26,6 +26,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..configuration_khp import KHPConfig
 from ..data.clips import load_clips
+from ..data.motion_pool import MotionPool
 from ..evaluation import evaluate_predictor, khp_predict
 from ..evaluation.khp import performance_key, reference_for
 from ..feature_extraction_apvg import APVGFeatureExtractor
@@ -101,6 +102,15 @@ class TrainKHPConfig:
     # (the target frames show the hands where they were).
     transpose_augment: int = 0
     transpose_prob: float = 0.5
+    # "notes" models: a motion pool (scripts/build_motion_pool.py: planned performances of the corpus's
+    # training pieces, motion and notes only) to draw a share `motion_share` of the batches from; those
+    # batches train the motion decoder (no audio, no coarse frames: the dataset's batches keep those)
+    motion_pool: str | None = None
+    motion_share: float = 0.0
+    pool_keyboard_share: float = 0.5  # share of pooled windows from keyboard pieces (the rest: chorales)
+    # "notes" models: false freezes the transcriber (trained in its own stage) and computes no audio
+    # features for the batches: the motion decoder alone learns
+    train_transcriber: bool = True
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
 
 
@@ -122,6 +132,9 @@ class WindowSampler:
         shift_reference: bool = True,
         transpose: int = 0,
         transpose_prob: float = 0.5,
+        pool: MotionPool | None = None,
+        motion_share: float = 0.0,
+        audio: bool = True,
     ):
         self.clips, self.window, self.batch_size = clips, window, batch_size
         self.coarse_frames, self.seed, self.reference_dropout = coarse_frames, seed, reference_dropout
@@ -134,6 +147,12 @@ class WindowSampler:
         if transpose and notes_extractor is None:
             raise ValueError("transposition augmentation needs a note-aware KHP (architecture 'notes')")
         self.transpose, self.transpose_prob = int(transpose), float(transpose_prob)
+        if pool is not None and notes_extractor is None:
+            raise ValueError("a motion pool trains a note-aware KHP's motion decoder (architecture 'notes')")
+        if not 0.0 <= motion_share <= 1.0:
+            raise ValueError(f"motion_share must be in [0, 1], got {motion_share}")
+        self.pool, self.motion_share = pool, float(motion_share) if pool is not None else 0.0
+        self.audio = audio  # "notes" models: compute the windows' audio features (for the transcriber)
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
         groups: dict[str, list[int]] = {}
@@ -143,6 +162,8 @@ class WindowSampler:
 
     def batch(self, step: int, micro: int, rank: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step, micro, rank])
+        if self.pool is not None and rng.random() < self.motion_share:
+            return self.pool_batch(rng)
         W = self.window
         feats, kps, vis, coarse, mask, ref_kp, ref_frame = [], [], [], [], [], [], []
         rolls, true_rolls, ref_keys = [], [], []
@@ -174,7 +195,8 @@ class WindowSampler:
                 rolls.append(np.pad(roll, pad + ((0, 0), (0, 0))))
                 true_rolls.append(np.pad(true_roll, pad + ((0, 0), (0, 0))))
                 ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32) + [dx, 0.0])
-                feats.append(np.pad(f, pad + ((0, 0),)))
+                if f is not None:
+                    feats.append(np.pad(f, pad + ((0, 0),)))
             else:
                 feats.append(np.pad(c.features[s : s + n], pad + ((0, 0),)))
             kp = kp + [dx, 0.0]
@@ -184,16 +206,18 @@ class WindowSampler:
                 coarse.append(np.pad(_shift_image(c.coarse[s : s + n], px), pad + ((0, 0),) * 3))
             mask.append(np.r_[np.ones(n), np.zeros(W - n)])
         out = {
-            "input_features": torch.from_numpy(np.stack(feats)).float(),
             "attention_mask": torch.from_numpy(np.stack(mask)).long(),
             "target_keypoints": torch.from_numpy(np.stack(kps)).float(),
             "target_visibility": torch.from_numpy(np.stack(vis)).float(),
             "reference_keypoints": torch.from_numpy(np.stack(ref_kp)).float(),
             "reference_mask": torch.from_numpy(rng.random(self.batch_size) >= self.reference_dropout).long(),
         }
+        if feats:
+            out["input_features"] = torch.from_numpy(np.stack(feats)).float()
         if rolls:
             out["piano_roll"] = torch.from_numpy(np.stack(rolls))
-            out["target_piano_roll"] = torch.from_numpy(np.stack(true_rolls))
+            if feats:  # the transcriber hears the audio and learns the true notes
+                out["target_piano_roll"] = torch.from_numpy(np.stack(true_rolls))
             out["reference_keys"] = torch.from_numpy(np.stack(ref_keys))
         if ref_frame:
             out["reference_frames"] = torch.from_numpy(np.stack(ref_frame)).float() / 255.0
@@ -203,6 +227,40 @@ class WindowSampler:
             if not transposing:  # (the target frames show the hands where they were: no coarse loss)
                 out["target_coarse_frames"] = torch.from_numpy(np.stack(coarse)).float() / 255.0
         return out
+
+    def pool_batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """A batch of windows of pooled performances (`apvg_hf.data.motion_pool`): the notes played with
+        mistakes as in `notes_window`, the targets, a reference frame of the same performance; no audio
+        (the transcriber is not trained on them) and no coarse targets (one coarse frame is decoded)."""
+        W = self.window
+        kps, vis, mask, rolls, ref_kp, ref_frame, ref_keys = [], [], [], [], [], [], []
+        for _ in range(self.batch_size):
+            perf = self.pool.sample(rng)
+            n = min(W, perf.num_frames)
+            s = int(rng.integers(0, perf.num_frames - n + 1))
+            pad = ((0, W - n),)
+            kps.append(np.pad(perf.keypoints[s : s + n], pad + ((0, 0), (0, 0)), constant_values=0.5))
+            vis.append(np.pad(perf.visibility[s : s + n], pad + ((0, 0),)))
+            mask.append(np.r_[np.ones(n), np.zeros(W - n)])
+            played = play_with_mistakes(perf.notes, rng, self.note_noise, perf.fps)
+            rolls.append(
+                np.pad(notes_to_roll(played, perf.num_frames, perf.fps)[s : s + n], pad + ((0, 0), (0, 0)))
+            )
+            j = int(rng.integers(len(perf.reference_index)))
+            ref_kp.append(perf.keypoints[perf.reference_index[j]])
+            ref_frame.append(perf.reference_frames[j])
+            ref_keys.append(perf.keyboard_quads)
+        return {
+            "attention_mask": torch.from_numpy(np.stack(mask)).long(),
+            "target_keypoints": torch.from_numpy(np.stack(kps)).float(),
+            "target_visibility": torch.from_numpy(np.stack(vis)).float(),
+            "reference_keypoints": torch.from_numpy(np.stack(ref_kp)).float(),
+            "reference_mask": torch.from_numpy(rng.random(self.batch_size) >= self.reference_dropout).long(),
+            "reference_frames": torch.from_numpy(np.stack(ref_frame)).float() / 255.0,
+            "reference_keys": torch.from_numpy(np.stack(ref_keys)).float(),
+            "piano_roll": torch.from_numpy(np.stack(rolls)),
+            "coarse_frame_indices": torch.zeros(1, dtype=torch.long),  # nothing to score: one frame
+        }
 
     def choose_transposition(self, clip, start: int, n: int, rng: np.random.Generator):
         """A transposition k (semitones, 0 when none fits) for frames [start, start + n) of a clip, and
@@ -243,36 +301,46 @@ class WindowSampler:
         from ..data.augment import augment_audio
 
         fps, sr = clip.meta["fps"], clip.meta["sampling_rate"]
-        wave = clip.waveform()
-        rate = 2.0 ** (transpose / 12)
-        if transpose:  # played `rate` times faster, so featurised at `rate` times the frame rate
-            wave = soxr.resample(wave, sr * rate, sr, quality="HQ").astype(np.float32)
-        if self.augment_audio:
-            wave = augment_audio(wave, sr, rng)
-        feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps * rate)["input_features"][0][
-            start : start + n
-        ]
-        feats = np.pad(feats, ((0, n - len(feats)), (0, 0)), mode="edge")
+        feats = None
+        if self.audio:
+            wave = clip.waveform()
+            rate = 2.0 ** (transpose / 12)
+            if transpose:  # played `rate` times faster, so featurised at `rate` times the frame rate
+                wave = soxr.resample(wave, sr * rate, sr, quality="HQ").astype(np.float32)
+            if self.augment_audio:
+                wave = augment_audio(wave, sr, rng)
+            feats = self.notes_extractor(wave, sampling_rate=sr, fps=fps * rate)["input_features"][0][
+                start : start + n
+            ]
+            feats = np.pad(feats, ((0, n - len(feats)), (0, 0)), mode="edge").astype(np.float32)
         notes = [{**m, "pitch": m["pitch"] + transpose} for m in clip.meta["notes"]]
         true_roll = _transpose_roll(clip.piano_roll()[start : start + n], transpose)
         if self.note_noise:
-            played = []
-            for m in notes:
-                u = rng.random(3)
-                if u[0] < self.note_noise:
-                    continue  # missed
-                shift = (rng.integers(-1, 2) / fps) if u[1] < 2 * self.note_noise else 0.0
-                velocity = int(np.clip(m["velocity"] + rng.normal(0, 10), 1, 127))
-                played.append(
-                    {**m, "onset": m["onset"] + shift, "offset": m["offset"] + shift, "velocity": velocity}
-                )
-                if u[2] < self.note_noise:  # a wrong neighbour key as well
-                    wrong = int(np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), 21, 21 + NUM_KEYS - 1))
-                    played.append({**m, "pitch": wrong, "offset": m["onset"] + 0.1})
+            played = play_with_mistakes(notes, rng, self.note_noise, fps)
             roll = notes_to_roll(played, clip.num_frames, fps)[start : start + n]
         else:
             roll = true_roll
-        return feats.astype(np.float32), roll, true_roll
+        return feats, roll, true_roll
+
+
+def play_with_mistakes(notes: list[dict], rng: np.random.Generator, p: float, fps: float) -> list[dict]:
+    """The notes as a transcriber might hear them: each missed with probability `p`, shifted by a frame
+    with probability 2`p`, its velocity off by ~10, and with probability `p` a wrong neighbour key
+    struck as well (briefly). `p` = 0 returns the notes unchanged."""
+    if not p:
+        return list(notes)
+    played = []
+    for m in notes:
+        u = rng.random(3)
+        if u[0] < p:
+            continue  # missed
+        shift = (rng.integers(-1, 2) / fps) if u[1] < 2 * p else 0.0
+        velocity = int(np.clip(m["velocity"] + rng.normal(0, 10), 1, 127))
+        played.append({**m, "onset": m["onset"] + shift, "offset": m["offset"] + shift, "velocity": velocity})
+        if u[2] < p:  # a wrong neighbour key as well
+            wrong = int(np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), 21, 21 + NUM_KEYS - 1))
+            played.append({**m, "pitch": wrong, "offset": m["onset"] + 0.1})
+    return played
 
 
 def _transpose_roll(roll: np.ndarray, k: int) -> np.ndarray:
@@ -380,7 +448,12 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     """
     out_dir = Path(cfg.output_dir)
     # (the coarse head gets no gradient without coarse frames, nor in transposed batches)
-    unused = cfg.coarse_frames == 0 or cfg.transpose_augment > 0
+    unused = (
+        cfg.coarse_frames == 0
+        or cfg.transpose_augment > 0
+        or cfg.motion_share > 0
+        or not cfg.train_transcriber
+    )
     accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=unused)
     is_main = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -410,6 +483,19 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         val = load_clips(datasets_[0], "validation", extractor, model_config.coarse_size, progress=is_main)
     val = val[: cfg.eval_clips] if cfg.eval_clips else val
     notes = model_config.architecture == "notes"
+    if (cfg.motion_pool or not cfg.train_transcriber) and not notes:
+        raise ValueError(
+            "motion_pool and train_transcriber: false are for note-aware KHPs (architecture 'notes')"
+        )
+    pool = MotionPool(cfg.motion_pool, cfg.pool_keyboard_share) if cfg.motion_pool else None
+    if pool is not None and pool.performances[0].reference_frames.shape[-1] != model_config.coarse_size:
+        raise ValueError(
+            f"{cfg.motion_pool} holds {pool.performances[0].reference_frames.shape[-1]}-pixel reference "
+            f"frames and the model's coarse frames are {model_config.coarse_size}: rebuild it with "
+            f"--coarse-size {model_config.coarse_size}"
+        )
+    if pool is not None and is_main:
+        print(f"motion pool {cfg.motion_pool}: {len(pool)} performances, {pool.seconds / 3600:.1f} h")
     sampler = WindowSampler(
         train,
         cfg.window_frames,
@@ -424,6 +510,9 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         shift_reference=cfg.shift_reference,
         transpose=cfg.transpose_augment,
         transpose_prob=cfg.transpose_prob,
+        pool=pool,
+        motion_share=cfg.motion_share,
+        audio=cfg.train_transcriber,
     )
 
     # 2. Model, optimizer, schedule. The keypoint head starts at the training set's mean pose.
@@ -436,6 +525,8 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
             model.set_mean_keys(torch.from_numpy(np.mean([c.meta["keyboard_quads"] for c in train], 0)))
     if notes:  # real videos: no keyboard, no notes -> an error, or the model's own transcription
         label_with_transcription(model, [c for c in train + val if c.meta.get("notes") is None], is_main)
+        if not cfg.train_transcriber:
+            model.transcriber.requires_grad_(False)
     optimizer = adamw(model, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     model, optimizer = accelerator.prepare(model, optimizer)

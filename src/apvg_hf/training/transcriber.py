@@ -24,7 +24,6 @@ Writes `<output_dir>/model` (the whole KHP, only its transcriber changed, + feat
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..data.augment import augment_audio
 from ..data.clips import load_clips
-from ..data.music import augment_notes, list_pieces, load_piece_notes
-from ..data.virtual_pianist import piece_split
+from ..data.music import augment_notes, load_piece_notes
+from ..data.virtual_pianist import held_out_pieces, training_pieces
 from ..evaluation.transcription import aggregate, clip_reference_notes, note_metrics
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..midi import available_soundfonts, render_notes
@@ -98,18 +97,6 @@ class TrainTranscriberConfig:
     keep_checkpoints: int = 2
     tune_thresholds: bool = True  # choose onset/frame thresholds on the validation clips at the end
     stop_after: int | None = None
-
-
-def held_out_pieces(datasets: list[str]) -> set[str]:
-    """The validation and test pieces of datasets written by `scripts/build_dataset.py`."""
-    out: set[str] = set()
-    for d in datasets:
-        info = Path(d) / "build_info.json"
-        if not info.exists():
-            raise FileNotFoundError(f"{info} is missing: {d} is not a dataset from scripts/build_dataset.py")
-        pieces = json.loads(info.read_text())["pieces"]
-        out |= set(pieces.get("validation", [])) | set(pieces.get("test", []))
-    return out
 
 
 class RenderedWindows(torch.utils.data.Dataset):
@@ -224,18 +211,6 @@ def choose_thresholds(
     return best[1], best[2], best[3]
 
 
-def corpus_pieces(cfg: TrainTranscriberConfig, held_out: set[str]) -> dict[str, list[str]]:
-    """{"keyboard": [...], "chorale": [...]}: the corpus pieces to train on: those of the training split
-    (`piece_split`, the same in every dataset), minus `held_out` and the config's exclusions."""
-    wanted = set(cfg.pieces)
-    out: dict[str, list[str]] = {"keyboard": [], "chorale": []}
-    for p in list_pieces():
-        heard = piece_split(p.piece_id) == "train" and p.piece_id not in held_out
-        if heard and p.piece_id not in cfg.exclude_pieces and (not wanted or p.piece_id in wanted):
-            out.setdefault(p.kind, []).append(p.piece_id)
-    return out
-
-
 def train(cfg: TrainTranscriberConfig, resume: str | None = None) -> Path | None:
     """Train (or, with `resume`, go on training) the transcriber of `cfg.init_from`. Returns
     `<output_dir>/model`, or None when the run stopped early after writing a checkpoint."""
@@ -257,7 +232,7 @@ def train(cfg: TrainTranscriberConfig, resume: str | None = None) -> Path | None
     # 2. Data: windows rendered from the corpus, minus every held-out piece; validation clips.
     datasets_ = [cfg.held_out_from] if isinstance(cfg.held_out_from, str) else list(cfg.held_out_from)
     held_out = held_out_pieces(datasets_)
-    pieces = corpus_pieces(cfg, held_out)
+    pieces = training_pieces(held_out, cfg.exclude_pieces, cfg.pieces)
     soundfonts = [s for s in cfg.soundfonts if s in available_soundfonts()]
     windows = RenderedWindows(
         pieces,
