@@ -1,6 +1,6 @@
 """Choose a note-aware KHP's key contact on the validation split: `key_contact_frames` (how long the
-striking fingertip sits on the key's press point), `key_approach_frames` and `press_lift` (how it
-comes down on it), `key_contact_reach` (whether a struck key no fingertip points at takes a free one) and `key_contact_hold`
+striking fingertip sits on the key's press point), `key_approach_frames`, `key_release_frames` and
+`press_lift` (how it comes down on it and leaves it), `key_contact_reach` (whether a struck key no fingertip points at takes a free one) and `key_contact_hold`
 (whether the striking finger is chosen once, at the onset), `free_lift` (how far the fingertips that strike
 nothing hover).
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", default="validation", choices=["validation", "test"])
     ap.add_argument("--contact", default="0,2,3,4,6", help="comma list of key_contact_frames")
     ap.add_argument("--approach", default="0", help="comma list of key_approach_frames")
+    ap.add_argument("--release", default="0", help="comma list of key_release_frames")
     ap.add_argument("--lift", default="0.5", help="comma list of press_lift")
     ap.add_argument("--reach", default="0", help="comma list of key_contact_reach (0: off)")
     ap.add_argument("--hold", default="0", help="comma list of key_contact_hold (0/1)")
@@ -52,20 +53,23 @@ def main(argv: list[str] | None = None) -> dict:
         {
             "key_contact_frames": c,
             "key_approach_frames": a,
+            "key_release_frames": rel,
             "press_lift": lift,
             "key_contact_reach": reach,
             "key_contact_hold": hold,
             "free_lift": free,
         }
-        for c, a, lift, reach, hold, free in itertools.product(
+        for c, a, rel, lift, reach, hold, free in itertools.product(
             [int(v) for v in args.contact.split(",")],
             [int(v) for v in args.approach.split(",")],
+            [int(v) for v in args.release.split(",")],
             [float(v) for v in args.lift.split(",")],
             [float(v) for v in args.reach.split(",")],
             [bool(int(v)) for v in args.hold.split(",")],
             [float(v) for v in args.free_lift.split(",")],
         )
-        if c or not (a or reach or hold)  # approaching, reaching or holding without contact: no contact
+        if c
+        or not (a or rel or reach or hold)  # approaching, reaching or holding without contact: no contact
     ]
     model = KHPModel.from_pretrained(args.model).eval()
     try:  # a training output keeps its feature extractor beside the weights; a pipeline in a sibling folder
@@ -87,16 +91,16 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         s, a, n = r["settings"], r["audio"], r["notes"]
         rows.append(
-            f"| {s['key_contact_frames']} | {s['key_approach_frames']} | {s['press_lift']:g} "
+            f"| {s['key_contact_frames']} | {s['key_approach_frames']} | {s['key_release_frames']} | {s['press_lift']:g} "
             f"| {s['key_contact_reach']:g} | {'yes' if s['key_contact_hold'] else 'no'} | {s['free_lift']:g} "
             f"| {a['keypress']['f1']:.3f} | {n['keypress']['f1']:.3f} "
             f"| {n['keypress']['precision']:.3f} / {n['keypress']['recall']:.3f} "
-            f"| {n['hands']['mpjpe_px256']:.2f} | {n['hands']['velocity_px256']:.2f} |"
-            + (" **chosen**" if r is best else "")
+            f"| {n['hands']['mpjpe_px256']:.2f} | {n['hands']['velocity_px256']:.2f} "
+            f"| {a['all']['velocity_px256']:.2f} |" + (" **chosen**" if r is best else "")
         )
     command = (
         f"python scripts/tune_key_contact.py --model {args.model} --dataset {args.dataset} --split {args.split} "
-        f"--contact {args.contact} --approach {args.approach} --lift {args.lift} --reach {args.reach} "
+        f"--contact {args.contact} --approach {args.approach} --release {args.release} --lift {args.lift} --reach {args.reach} "
         f"--hold {args.hold} --free-lift {args.free_lift} "
         f"--f1-tolerance {args.f1_tolerance} --output {args.output}"
     )
@@ -106,10 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
             "",
             f"Model: `{args.model}`. Command: `{command}`",
             "",
-            "| contact frames | approach frames | lift | reach | hold | free lift | key-press F1, audio "
-            "| key-press F1, true notes | P / R, true notes | hand px@256, true notes "
-            "| hand velocity px/frame, true notes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| contact frames | approach frames | release frames | lift | reach | hold | free lift "
+            "| key-press F1, audio | key-press F1, true notes | P / R, true notes | hand px@256, true notes "
+            "| hand velocity px/frame, true notes | velocity px/frame, all keypoints, audio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]

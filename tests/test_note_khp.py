@@ -140,6 +140,15 @@ def test_key_contact_rule():
     coming[0, 0:2, 1, 40] = torch.tensor([0.5, 1.0])  # easing in: half-way, then above the key
     coming[0, 3:5, 2, 50] = torch.tensor([0.5, 1.0])
     assert torch.equal(near, coming)
+    # and the frames after each contact ends: the fingertip eases off (not where it touches again)
+    away = model.keyboard.release(touch, 2)
+    going = torch.zeros_like(touch)
+    going[0, 4:6, 1, 40] = torch.tensor([2 / 3, 1 / 3])  # above the key, then a third of the way
+    going[0, 8:10, 2, 50] = torch.tensor([2 / 3, 1 / 3])
+    assert torch.allclose(away, going)
+    again = touch.clone()
+    again[0, 5, 1, 41] = 1  # finger 1 strikes another key on the second frame after: no easing there
+    assert model.keyboard.release(again, 2)[0, 5, 1].sum() == 0
 
 
 def test_key_contact_reach_sends_a_free_fingertip_to_a_key_nobody_points_at():
@@ -253,6 +262,22 @@ def test_key_contact_in_the_model():
     assert torch.allclose(out.keypoints, parts.keypoints, atol=1e-6)
     with pytest.raises(ValueError, match="key_contact_frames"):
         tiny_khp_config(architecture="notes", key_contact_frames=-1)
+    with pytest.raises(ValueError, match="key_release_frames"):
+        tiny_khp_config(architecture="notes", key_release_frames=-1)
+    # with release: after a contact the fingertip eases from above the key back to the free model's
+    model.config.key_release_frames = 2
+    eased_out = model.predict(piano_roll=roll, reference_keys=keys[0])
+    tips2 = eased_out.keypoints[0, :, TIPS]
+    away = model.keyboard.release(touch[None], 2)[0]  # (T, 10, 88)
+    v = away.sum(-1, keepdim=True)
+    going = (v[..., 0] > 0) & ~coming  # leaving a key (and not coming down on the next one)
+    assert going.sum() > 0
+    assert torch.allclose(tips2[going], (away @ up + (1 - v) * base)[going], atol=1e-6)
+    assert torch.allclose(tips2[on], tips[on]) and torch.allclose(
+        tips2[~(going | coming)], tips[~(going | coming)]
+    )
+    parts = model.predict(piano_roll=roll, reference_keys=keys[0], chunk_frames=7)
+    assert torch.allclose(eased_out.keypoints, parts.keypoints, atol=1e-6)  # chunking stays exact
 
 
 def test_pointer_target_press_changes_the_pointer_loss_only():

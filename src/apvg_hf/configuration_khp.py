@@ -49,6 +49,9 @@ class KHPConfig(PretrainedConfig):
             says where. Chosen on the validation split (4 for the virtual pianist).
         key_approach_frames: with key contact, for this many frames before a fingertip comes down on
             a key it is raised above the key (`press_lift`): it is seen to strike.
+        key_release_frames: with key contact, for this many frames after a fingertip leaves a key it
+            eases back from above the key (`press_lift`) to where the decoder puts it, instead of jumping
+            there (0: off).
         key_contact_reach: with key contact, a struck key that no fingertip points at (its most likely
             key) takes the free fingertip (touching no struck key) most likely to point at it, if that
             likelihood is at least this; 0: off (only fingertips pointing at the key strike it).
@@ -111,6 +114,7 @@ class KHPConfig(PretrainedConfig):
         tip_offset_scale: float = 0.05,
         key_contact_frames: int = 0,
         key_approach_frames: int = 0,
+        key_release_frames: int = 0,
         press_lift: float = 0.5,
         key_contact_reach: float = 0.0,
         key_contact_hold: bool = False,
@@ -169,6 +173,9 @@ class KHPConfig(PretrainedConfig):
             raise ValueError(f"key_approach_frames must be >= 0, got {key_approach_frames}")
         self.key_contact_frames = int(key_contact_frames)
         self.key_approach_frames = int(key_approach_frames)
+        if key_release_frames < 0:
+            raise ValueError(f"key_release_frames must be >= 0, got {key_release_frames}")
+        self.key_release_frames = int(key_release_frames)
         self.press_lift = float(press_lift)
         if not 0.0 <= key_contact_reach <= 1.0:
             raise ValueError(f"key_contact_reach must be a probability in [0, 1], got {key_contact_reach}")
@@ -194,7 +201,7 @@ class KHPConfig(PretrainedConfig):
     def receptive_field(self) -> int:
         """Frames of context each way that can influence one output frame (of the motion decoder, for
         "notes": its input is the piano roll)."""
-        contact = self.key_contact_frames + self.key_approach_frames
+        contact = self.key_contact_frames + max(self.key_approach_frames, self.key_release_frames)
         extra = max(self.key_context, contact) if self.architecture == "notes" else 0
         return self.num_layers * self.attention_window + 2 * (self.conv_kernel_size // 2) + extra
 

@@ -420,6 +420,20 @@ class KHPKeyboard(nn.Module):
             before[:, : T - d] = torch.maximum(before[:, : T - d], ease * start[:, d:])
         return before / before.sum(-1, keepdim=True).clamp(min=1.0)
 
+    @staticmethod
+    def release(touch: torch.Tensor, frames: int) -> torch.Tensor:
+        """(B, T, 10, 88) contact -> the `frames` frames after each contact ends (a fingertip leaving a
+        key), as weights (B, T, 10, 88) summing to <= 1 per tip: frames / (frames + 1) on the frame
+        after, easing out linearly; 0 where the fingertip touches a key again."""
+        T = touch.shape[1]
+        end = touch * (1 - F.pad(touch[:, 1:], (0, 0, 0, 0, 0, 1)))  # (B, T, 10, 88): last contact frame
+        after = torch.zeros_like(touch)
+        for d in range(1, min(frames, T - 1) + 1):
+            ease = (frames - d + 1) / (frames + 1)
+            after[:, d:] = torch.maximum(after[:, d:], ease * end[:, : T - d])
+        after = after * (touch.sum(-1, keepdim=True) == 0)
+        return after / after.sum(-1, keepdim=True).clamp(min=1.0)
+
     def fingertips(
         self,
         h: torch.Tensor,
@@ -434,14 +448,15 @@ class KHPKeyboard(nn.Module):
         reach: float = 0.0,
         hold: bool = False,
         free_lift: float = 0.0,
+        release_frames: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder states (B, T, D) -> the ten fingertips (B, T, 10, 2): a soft choice of key per
         fingertip (its centre in the image) plus an offset of at most `scale` -- or, in key contact
         (`piano_roll` (B, T, 88, 3) given, `contact_frames` > 0), the struck key's press point, and for
         the `approach_frames` frames before, raised above it (`lift` of the key's length towards its
-        back: a lifted fingertip seen from the front); `reach`, `hold`: see `contact`; `free_lift`: the
-        fingertips that strike nothing are raised by this fraction of their key's length; and the choice's logits
-        (B, T, 10, 88)."""
+        back: a lifted fingertip seen from the front), and for the `release_frames` after, easing back
+        from there; `reach`, `hold`: see `contact`; `free_lift`: the fingertips that strike nothing are
+        raised by this fraction of their key's length; and the choice's logits (B, T, 10, 88)."""
         B, T, _ = h.shape
         P = self.pointer_dim
         q = self.tip_query(h).view(B, T, len(_TIPS), P)  # (B, T, 10, P)
@@ -459,6 +474,10 @@ class KHPKeyboard(nn.Module):
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
             on_key = torch.einsum("btfk,bkx->btfx", touch, press)
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
+            if release_frames:
+                away = self.release(touch, release_frames)  # (B, T, 10, 88)
+                lifted = torch.einsum("btfk,bkx->btfx", away, press + lift * length)  # weighted
+                tips = lifted + (1 - away.sum(-1, keepdim=True)) * tips  # eases from above the key
             if approach_frames:
                 near = self.approach(touch, approach_frames)  # (B, T, 10, 88)
                 raised = torch.einsum("btfk,bkx->btfx", near, press + lift * length)  # weighted
@@ -655,6 +674,7 @@ class KHPModel(KHPPreTrainedModel):
                 self.config.key_contact_reach,
                 self.config.key_contact_hold,
                 self.config.free_lift,
+                self.config.key_release_frames,
             )
             keypoints = keypoints.clone()
             keypoints[:, :, _TIPS] = tips.to(keypoints.dtype)
