@@ -165,12 +165,14 @@ outputs/khp-v1/model.safetensors:
 	mkdir -p outputs/khp-v1
 	for f in config.json model.safetensors preprocessor_config.json; do \
 		git show 481f2ee:pipelines/apvg-virtual-pianist/khp/$$f > outputs/khp-v1/$$f; done
-evaluate-khp: $(VENV)/.installed outputs/khp-stage2/model.safetensors outputs/khp-v1/model.safetensors
+evaluate-khp: $(VENV)/.installed outputs/khp-stage2/model.safetensors outputs/khp-stage3/model.safetensors \
+		outputs/khp-v1/model.safetensors
 	$(PY) scripts/evaluate_khp.py --model pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium \
 		--split test --output pipelines/apvg-virtual-pianist/khp_results.json \
 		$(if $(wildcard outputs/lstm_medium),--lstm outputs/lstm_medium,--save-lstm outputs/lstm_medium) \
 		--compare-khp "KHP v1 (audio, first release)" outputs/khp-v1 \
-		--compare-khp "KHP before the transcriber stage (2dbc2d1)" outputs/khp-stage2
+		--compare-khp "KHP before the transcriber stage (2dbc2d1)" outputs/khp-stage2 \
+		--compare-khp "KHP before the motion stage (b2d599d)" outputs/khp-stage3
 
 ## train-stu: the STU recipe of the default pipeline at 128x128 (bf16 autocast; resumes if a checkpoint is there)
 STU_RECIPE := pipelines/apvg-virtual-pianist/stu.yaml

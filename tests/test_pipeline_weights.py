@@ -44,14 +44,19 @@ def test_committed_khp_loads_hears_the_notes_and_plays_them():
     model, fe = committed()
     # the recipes: khp.yaml, then the fine-tune khp_contact.yaml, whose model fields override, then the
     # transcriber alone (khp_transcriber.yaml), after which the decoding thresholds were chosen again on
-    # validation (onset 0.35, sustain 0.5), as key contact's reach was (key_contact_reach_validation.md)
+    # validation (onset 0.35, sustain 0.5), as key contact's reach was (key_contact_reach_validation.md);
+    # then the motion decoder on the motion pool, the transcriber frozen (khp_motion.yaml)
     first, second = (
         yaml.safe_load((KHP_DIR.parent / f).read_text()) for f in ("khp.yaml", "khp_contact.yaml")
     )
     chosen = {"onset_threshold": 0.35, "frame_threshold": 0.5}
     for key, value in (first["model"] | second["model"] | chosen).items():
         assert getattr(model.config, key) == value, key
-    assert yaml.safe_load((KHP_DIR / "train_config.yaml").read_text())["tune_thresholds"] is True
+    last = yaml.safe_load((KHP_DIR / "train_config.yaml").read_text())
+    assert last["motion_pool"] and last["train_transcriber"] is False
+    assert (
+        model.config.key_release_frames == 0
+    )  # measured on validation, not chosen (key_contact_release_validation.md)
     wave = render_notes(SCALE, sampling_rate=16000, duration=4.5)
     feats = fe(wave, sampling_rate=16000)["input_features"][0]
     assert feats.shape == (135, fe.feature_size)
