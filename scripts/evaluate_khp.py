@@ -8,7 +8,8 @@ Rows: KHP given the audio and a reference (one frame of the performer in the sce
 coarse image and, for a note-aware KHP, the keyboard's key quads; from another clip of the same
 performance), KHP given the audio alone; for a note-aware KHP also the true notes as input (what MIDI
 gives), "transcribe then plan" (the virtual pianist's own planner fed the KHP's transcription) and
-the planner fed the true notes; another KHP (--compare-khp, e.g. the first audio-only one); the reference
+the planner fed the true notes (with their hands, and with the hands left to its guess, as MIDI
+without hand tracks would give them); another KHP (--compare-khp, e.g. the first audio-only one); the reference
 pose copied to every frame; mean pose; nearest-neighbour audio retrieval; the LSTM of *Audio to Body Dynamics*
 (trained here on the same training split, or loaded with --lstm DIR); and "ground truth", whose
 key-press F1 is the ceiling of the key-press decoder. Writes the JSON, a Markdown table beside it
@@ -235,6 +236,13 @@ def main(argv: list[str] | None = None) -> dict:
             evaluate_predictor(lambda c: plan(c, heard[id(c)]), clips)
         )
         timings["transcribe then plan"] = time.time() - t
+        # the notes as MIDI without hand tracks gives them: which hand plays each is the planner's guess
+        unhanded = {
+            id(c): [{k: v for k, v in n.items() if k != "hand"} for n in c.meta["notes"]] for c in clips
+        }
+        rows[
+            "plan from the true notes, hands guessed (the data generator's planner; oracle camera and body)"
+        ] = evaluate_predictor(lambda c: plan(c, unhanded[id(c)]), clips)
         rows["plan from the true notes and hands (the data generator's planner; oracle camera and body)"] = (
             evaluate_predictor(lambda c: plan(c, c.meta["notes"]), clips)
         )
