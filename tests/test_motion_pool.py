@@ -67,8 +67,14 @@ def test_build_resumes_and_the_pool_samples_both_kinds(pool_dir, tmp_path):
     assert 0.8 < kinds.count("keyboard") / 400 < 0.97
     with pytest.raises(FileNotFoundError, match="build_motion_pool"):
         MotionPool(tmp_path)
-    with pytest.raises(ValueError, match="piece list is empty"):
+    with pytest.raises(ValueError, match="no pieces are left"):
         build_pool(tmp_path / "empty", [], progress=False)
+    other = pool_specs({"keyboard": [KEYBOARD]}, {"keyboard": 1}, max_seconds=4.0)  # another excerpt length
+    with pytest.raises(ValueError, match="other settings"):
+        build_pool(pool_dir, other, progress=False)  # resuming into it would mix two builds
+    with pytest.raises(ValueError, match="pool_keyboard_share"):
+        MotionPool(pool_dir, keyboard_share=1.5)
+    assert pool.fps == 30.0 and pool.coarse_size == 32
 
 
 def test_the_script_never_performs_held_out_pieces(tiny_dataset, tmp_path):
@@ -78,22 +84,14 @@ def test_the_script_never_performs_held_out_pieces(tiny_dataset, tmp_path):
     chosen = pieces["keyboard"] + pieces["chorale"]
     assert chosen and not set(chosen) & held and CHORALE not in chosen
     assert all(piece_split(p) == "train" for p in chosen)
-    summary = load_script("build_motion_pool").main(
-        [
-            "--output",
-            str(tmp_path / "p"),
-            "--held-out-from",
-            str(tiny_dataset[0]),
-            "--pieces",
-            CHORALE,
-            KEYBOARD,
-            "--keyboard-variants",
-            "1",
-            "--max-seconds",
-            "2",
-        ]  # fmt: skip
-    )
+    held_piece = sorted(held)[0]  # asked for by name, still never performed
+    args = ["--output", str(tmp_path / "p"), "--held-out-from", str(tiny_dataset[0])]
+    args += ["--pieces", CHORALE, KEYBOARD, held_piece, "--keyboard-variants", "1", "--max-seconds", "2"]
+    summary = load_script("build_motion_pool").main(args)
     assert summary["performances"] == 2 and summary["pieces"] == {"keyboard": 1, "chorale": 1}
+    index = json.loads((tmp_path / "p" / "index.json").read_text())
+    assert {p["piece_id"] for p in index["performances"]} == {CHORALE, KEYBOARD}
+    assert not list((tmp_path / "p").glob(held_piece.replace("/", "__") + "*"))
 
 
 def test_pooled_batches_carry_noisy_notes_and_the_performances_reference(pool_dir):
@@ -136,7 +134,7 @@ def test_play_with_mistakes_drops_shifts_and_adds_notes():
     played = khp.play_with_mistakes(notes, rng, 0.1, 30.0)
     kept = {(n["pitch"], round(n["onset"], 3)) for n in played}
     missed = sum((n["pitch"], round(n["onset"], 3)) not in kept for n in notes)
-    assert 10 < missed < 100  # ~10% missed (or shifted by a frame)
+    assert 40 < missed < 140  # ~10% missed, ~12% more shifted by a frame (so not found at their onset)
     assert any(abs(n["offset"] - n["onset"] - 0.1) < 1e-9 for n in played)  # brief wrong neighbours
 
 
@@ -163,3 +161,12 @@ def test_motion_stage_trains_the_decoder_and_freezes_the_transcriber(tiny_datase
     assert all(torch.equal(b[k], c[k]) for k in b)  # exact resume with pooled batches
     with pytest.raises(ValueError, match="note-aware"):
         run(tiny_dataset[0], tmp_path / "d", "--steps=1", f"--motion_pool={small_pool}", "--motion_share=0.5")
+    with pytest.raises(ValueError, match="go together"):  # a pool that would never be drawn from
+        run(
+            tiny_dataset[0],
+            tmp_path / "f",
+            "--steps=1",
+            f"--init_from={first}",
+            f"--motion_pool={small_pool}",
+            *NOTES,
+        )

@@ -56,7 +56,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("APVG_HF_CACHE", Path.home() / ".cache" / "apvg_hf"))
 
 
-def _downsample(frames: np.ndarray, size: int) -> np.ndarray:
+def downsample_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """(T, H, W, 3) uint8 -> (T, 3, size, size) uint8 by area averaging."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     x = F.adaptive_avg_pool2d(x, size) if x.shape[-1] % size == 0 else F.interpolate(x, size, mode="area")
@@ -132,7 +132,9 @@ def load_clips(
             parts["keypoints"].append(np.asarray(row["keypoints"], dtype=np.float32))
             parts["visibility"].append(np.asarray(row["visibility"], dtype=np.float32))
             parts["coarse"].append(
-                _downsample(decode_video(row), coarse_size) if coarse_size else np.zeros((T, 0), np.uint8)
+                downsample_frames(decode_video(row), coarse_size)
+                if coarse_size
+                else np.zeros((T, 0), np.uint8)
             )
             metas.append(
                 {
@@ -216,7 +218,7 @@ def load_frames(
         out = np.lib.format.open_memmap(tmp / "frames.npy", "w+", np.uint8, (sum(lengths), 3, size, size))
         at = 0
         for row, n in zip(tqdm(ds, desc=f"decoding {split} frames at {size}", disable=not progress), lengths):
-            out[at : at + n] = _downsample(decode_video(row), size)
+            out[at : at + n] = downsample_frames(decode_video(row), size)
             at += n
         out.flush()
         del out

@@ -8,9 +8,9 @@ tempo, camera and appearance varied: far more than a rendered dataset's hour, an
 (`pianist.plan_performance`, `synthesize_motion`, the same cameras and performers).
 
 Each performance is one `.npz` file: keypoints (T, 56, 2) and visibility (T, 56) as in a dataset, the
-performed notes (N, 4: pitch, onset, offset, velocity), the keyboard's key quads (88, 4, 2), and a few
+performed notes (N, 4: pitch, onset, offset, velocity), the keyboard's key quads (88, 4, 2), a few
 reference frames (R, 3, s, s) at the KHP's coarse size with their frame indices (R,) -- the reference
-a KHP is given. Deterministic for (seed, piece, variant); a build that stops resumes where it was.
+a KHP is given -- and its `MotionSpec` (JSON). Deterministic for (seed, piece, variant); a build that stops resumes where it was.
 
 >>> spec = MotionSpec("bach/bwv846", variant=0, max_seconds=3.0)
 >>> perf = perform_motion(spec)
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .clips import _downsample
+from .clips import downsample_frames
 from .music import augment_notes, get_piece, load_piece_notes, sample_augmentation
-from .pianist import PianistConfig, plan_performance, synthesize_motion
-from .render import APPEARANCES, PianistRenderer, compute_visibility
-from .scene import keyboard_quads, sample_camera
+from .render import APPEARANCES, PianistRenderer, compute_visibility, pressed_keys
+from .scene import keyboard_quads
+from .virtual_pianist import stage_performance
 
-POOL_VERSION = 1
+POOL_VERSION = 2  # 2: each file holds its spec
 
 
 @dataclass
@@ -77,30 +77,24 @@ def perform_motion(spec: MotionSpec) -> dict[str, np.ndarray]:
         if t0 <= n.onset < t0 + spec.max_seconds
     ]
     aug = sample_augmentation(rng) | {"transpose": int(rng.integers(-spec.transpose, spec.transpose + 1))}
-    played = augment_notes(excerpt, rng=rng, **aug)
-    app = APPEARANCES[int(rng.integers(len(APPEARANCES)))]
-    camera = sample_camera(rng)
-    plan = plan_performance(played, body=app.body, config=PianistConfig())
-    last = max((n.offset for n in plan.notes), default=0.0)
-    duration = np.ceil((last + 1.0) * spec.fps) / spec.fps  # a second of release; whole frames
-    joints = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng).joints  # (T, 56, 3)
-    uv, _ = camera.project(joints)  # (T, 56, 2) in [0, 1] of the frame
+    staged = stage_performance(augment_notes(excerpt, rng=rng, **aug), rng, spec.fps)
+    joints = staged.joints  # (T, 56, 3)
+    uv, _ = staged.camera.project(joints)  # (T, 56, 2) in [0, 1] of the frame
     T = len(joints)
     at = np.sort(rng.choice(T, min(spec.references, T), replace=False))  # (R,)
-    renderer = PianistRenderer(app, camera, spec.size, spec.size)
-    frames = []
-    for t in at.tolist():
-        pressed = {n.pitch for n in plan.notes if n.onset <= t / spec.fps < n.offset}
-        frames.append(renderer.render_frame(joints[t], pressed))
+    renderer = PianistRenderer(APPEARANCES[staged.appearance_id], staged.camera, spec.size, spec.size)
+    pressed = pressed_keys(staged.plan.notes, T, spec.fps)
+    frames = np.stack([renderer.render_frame(joints[t], pressed[t]) for t in at.tolist()])
     return {
         "keypoints": uv.astype(np.float32),
-        "visibility": compute_visibility(joints, camera, uv).astype(np.float32),
-        "notes": np.array([[n.pitch, n.onset, n.offset, n.velocity] for n in plan.notes], np.float32).reshape(
-            -1, 4
-        ),
-        "keyboard_quads": keyboard_quads(camera).astype(np.float32),
+        "visibility": compute_visibility(joints, staged.camera, uv).astype(np.float32),
+        "notes": np.array(
+            [[n.pitch, n.onset, n.offset, n.velocity] for n in staged.plan.notes], np.float32
+        ).reshape(-1, 4),
+        "keyboard_quads": keyboard_quads(staged.camera).astype(np.float32),
         "reference_index": at.astype(np.int64),
-        "reference_frames": _downsample(np.stack(frames), spec.coarse_size),  # (R, 3, s, s) uint8
+        "reference_frames": downsample_frames(frames, spec.coarse_size),  # (R, 3, s, s) uint8
+        "spec": np.array(json.dumps(asdict(spec), sort_keys=True)),
     }
 
 
@@ -117,10 +111,21 @@ def pool_specs(
     ]
 
 
+def _stored_spec(path: Path) -> dict:
+    with np.load(path) as z:
+        return json.loads(str(z["spec"])) if "spec" in z else {}
+
+
 def _build_one(args: tuple[MotionSpec, str]) -> str:
     spec, out = args
     target = Path(out) / f"{spec.name}.npz"
-    if not target.exists():
+    if target.exists():  # resuming: it must be this very performance, not one of another build
+        if _stored_spec(target) != json.loads(json.dumps(asdict(spec), sort_keys=True)):
+            raise ValueError(
+                f"{target} was built with other settings (seed, excerpt, transposition, size): build "
+                "into a new folder, or delete that one"
+            )
+    else:
         arrays = perform_motion(spec)
         tmp = target.with_suffix(".partial.npz")
         np.savez(tmp, **arrays)
@@ -140,7 +145,7 @@ def build_pool(
     out.mkdir(parents=True, exist_ok=True)
     specs = list(specs)
     if not specs:
-        raise ValueError("no performances to build: the piece list is empty")
+        raise ValueError("no performances to build: no pieces are left, or every variant count is 0")
     jobs = [(s, str(out)) for s in specs]
     bar = tqdm(total=len(jobs), desc="planning performances", disable=not progress)
     if workers > 1:
@@ -195,14 +200,17 @@ class MotionPool:
         info = json.loads(index.read_text())
         if info.get("version") != POOL_VERSION:
             raise ValueError(f"{pool_dir} is a version {info.get('version')} pool; rebuild it")
+        if not 0.0 <= keyboard_share <= 1.0:
+            raise ValueError(f"keyboard_share (pool_keyboard_share) must be in [0, 1], got {keyboard_share}")
         self.performances: list[PooledPerformance] = []
         for p in info["performances"]:
             with np.load(pool_dir / p["file"]) as z:
+                spec = json.loads(str(z["spec"]))
                 self.performances.append(
                     PooledPerformance(
                         p["piece_id"],
                         p["kind"],
-                        float(p["fps"]),
+                        float(spec["fps"]),
                         z["keypoints"],
                         z["visibility"],
                         [
@@ -214,6 +222,10 @@ class MotionPool:
                         z["reference_frames"],
                     )
                 )
+        found = {(p.fps, p.reference_frames.shape[-1]) for p in self.performances}
+        if len(found) > 1:
+            raise ValueError(f"{pool_dir} mixes frame rates or reference sizes {sorted(found)}: rebuild it")
+        self.fps, self.coarse_size = found.pop()
         kinds = sorted({p.kind for p in self.performances})
         share = {"keyboard": keyboard_share, "chorale": 1.0 - keyboard_share} if len(kinds) == 2 else {}
         self.kinds = kinds

@@ -308,11 +308,17 @@ class PianistRenderer:
 
     def render_clip(self, joints: np.ndarray, notes: list[Note], fps: float) -> np.ndarray:
         """(T, 56, 3) world joints -> (T, H, W, 3) uint8 frames; keys go down while their notes sound."""
-        T = len(joints)
-        pressed: list[set[int]] = [set() for _ in range(T)]
-        for n in notes:
-            i0 = max(int(np.ceil(n.onset * fps - 1e-9)), 0)
-            i1 = min(int(np.ceil(n.offset * fps - 1e-9)), T)
-            for i in range(i0, i1):
-                pressed[i].add(n.pitch)
-        return np.stack([self.render_frame(joints[i], frozenset(pressed[i])) for i in range(T)])
+        pressed = pressed_keys(notes, len(joints), fps)
+        return np.stack([self.render_frame(joints[i], pressed[i]) for i in range(len(joints))])
+
+
+def pressed_keys(notes: list[Note], num_frames: int, fps: float) -> list[frozenset[int]]:
+    """The pitches held down in each of `num_frames` frames: from the first frame at or after a note's
+    onset to the last before its offset."""
+    pressed: list[set[int]] = [set() for _ in range(num_frames)]
+    for n in notes:
+        i0 = max(int(np.ceil(n.onset * fps - 1e-9)), 0)
+        i1 = min(int(np.ceil(n.offset * fps - 1e-9)), num_frames)
+        for i in range(i0, i1):
+            pressed[i].add(n.pitch)
+    return [frozenset(p) for p in pressed]

@@ -30,7 +30,7 @@ from ..video_io import encode_video
 from .audio import render_notes
 from .music import augment_notes, get_piece, list_pieces, load_piece_notes, sample_augmentation
 from .notes import Note
-from .pianist import PianistConfig, plan_performance, synthesize_motion
+from .pianist import PerformancePlan, PianistConfig, plan_performance, synthesize_motion
 from .render import APPEARANCES, PianistRenderer, compute_visibility
 from .scene import ALL_PITCHES, Camera, keyboard_quads, sample_camera
 
@@ -87,29 +87,49 @@ def perform(spec: PerformanceSpec) -> Performance:
         else {"tempo": 1.0, "transpose": 0, "timing_jitter_s": 0.0, "velocity_jitter": 0}
     )
     notes = augment_notes(notes, rng=rng, **aug)
-    appearance_id = int(rng.integers(len(APPEARANCES)))
-    camera = sample_camera(rng, aspect=spec.width / spec.height)
-    app = APPEARANCES[appearance_id]
+    staged = stage_performance(notes, rng, spec.fps, aspect=spec.width / spec.height)
     soundfont = pick_soundfont(spec)
-    plan = plan_performance(notes, body=app.body, config=PianistConfig())
-    last = max((n.offset for n in plan.notes), default=0.0)
-    duration = np.ceil((last + 1.0) * spec.fps) / spec.fps  # a second of release; whole frames
     audio = render_notes(
-        plan.notes, sampling_rate=spec.sampling_rate, soundfont=soundfont or None, duration=duration
+        staged.plan.notes,
+        sampling_rate=spec.sampling_rate,
+        soundfont=soundfont or None,
+        duration=staged.duration,
     )
-    motion = synthesize_motion(plan, duration=duration, fps=spec.fps, rng=rng)
     return Performance(
         spec,
-        plan.notes,
-        len(plan.dropped),
+        staged.plan.notes,
+        len(staged.plan.dropped),
         audio,
-        motion.joints,
+        staged.joints,
         aug,
-        appearance_id,
-        camera,
-        duration,
+        staged.appearance_id,
+        staged.camera,
+        staged.duration,
         soundfont,
     )
+
+
+@dataclass
+class StagedPerformance:
+    """Who plays the notes, seen from where, and how they move (no audio, no frames)."""
+
+    plan: PerformancePlan  # the notes as performed (hand, finger), and what was dropped
+    appearance_id: int
+    camera: Camera
+    duration: float  # seconds: the last note's end and a second of release, in whole frames
+    joints: np.ndarray  # (T, 56, 3) world
+
+
+def stage_performance(notes: list[Note], rng: np.random.Generator, fps: float, aspect: float = 1.0):
+    """A performer (from `rng`), a camera (from `rng`), the planned performance of `notes` and its motion
+    (from `rng`): the generator's motion, shared by rendered datasets and motion pools."""
+    appearance_id = int(rng.integers(len(APPEARANCES)))
+    camera = sample_camera(rng, aspect=aspect)
+    plan = plan_performance(notes, body=APPEARANCES[appearance_id].body, config=PianistConfig())
+    last = max((n.offset for n in plan.notes), default=0.0)
+    duration = np.ceil((last + 1.0) * fps) / fps  # a second of release; whole frames
+    joints = synthesize_motion(plan, duration=duration, fps=fps, rng=rng).joints
+    return StagedPerformance(plan, appearance_id, camera, float(duration), joints)
 
 
 def pick_soundfont(spec: PerformanceSpec) -> str:

@@ -151,7 +151,8 @@ class WindowSampler:
             raise ValueError("a motion pool trains a note-aware KHP's motion decoder (architecture 'notes')")
         if not 0.0 <= motion_share <= 1.0:
             raise ValueError(f"motion_share must be in [0, 1], got {motion_share}")
-        self.pool, self.motion_share = pool, float(motion_share) if pool is not None else 0.0
+        self.pool = pool if pool is not None and motion_share > 0 else None  # a share of 0: no pool at all
+        self.motion_share = float(motion_share) if self.pool is not None else 0.0
         self.audio = audio  # "notes" models: compute the windows' audio features (for the transcriber)
         lengths = np.array([c.num_frames for c in clips], dtype=np.float64)
         self.p = lengths / lengths.sum()
@@ -194,7 +195,9 @@ class WindowSampler:
                 f, roll, true_roll = self.notes_window(c, s, n, rng, k if transposing else 0)
                 rolls.append(np.pad(roll, pad + ((0, 0), (0, 0))))
                 true_rolls.append(np.pad(true_roll, pad + ((0, 0), (0, 0))))
-                ref_keys.append(np.asarray(r.meta["keyboard_quads"], np.float32) + [dx, 0.0])
+                ref_keys.append(
+                    (np.asarray(r.meta["keyboard_quads"], np.float32) + [dx, 0.0]).astype(np.float32)
+                )
                 if f is not None:
                     feats.append(np.pad(f, pad + ((0, 0),)))
             else:
@@ -447,13 +450,9 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
     writing a checkpoint to go on from.
     """
     out_dir = Path(cfg.output_dir)
-    # (the coarse head gets no gradient without coarse frames, nor in transposed batches)
-    unused = (
-        cfg.coarse_frames == 0
-        or cfg.transpose_augment > 0
-        or cfg.motion_share > 0
-        or not cfg.train_transcriber
-    )
+    # (the coarse head gets no gradient without coarse frames, nor in transposed or pooled batches; the
+    # transcriber none in pooled ones)
+    unused = cfg.coarse_frames == 0 or cfg.transpose_augment > 0 or cfg.motion_share > 0
     accelerator = make_accelerator(cfg, out_dir, find_unused_parameters=unused)
     is_main = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -487,13 +486,18 @@ def train(cfg: TrainKHPConfig, resume: str | None = None) -> Path | None:
         raise ValueError(
             "motion_pool and train_transcriber: false are for note-aware KHPs (architecture 'notes')"
         )
-    pool = MotionPool(cfg.motion_pool, cfg.pool_keyboard_share) if cfg.motion_pool else None
-    if pool is not None and pool.performances[0].reference_frames.shape[-1] != model_config.coarse_size:
+    if bool(cfg.motion_pool) != (cfg.motion_share > 0):
         raise ValueError(
-            f"{cfg.motion_pool} holds {pool.performances[0].reference_frames.shape[-1]}-pixel reference "
-            f"frames and the model's coarse frames are {model_config.coarse_size}: rebuild it with "
-            f"--coarse-size {model_config.coarse_size}"
+            "motion_pool and motion_share go together: set both (a pool and a share > 0) or neither"
         )
+    pool = MotionPool(cfg.motion_pool, cfg.pool_keyboard_share) if cfg.motion_pool else None
+    if pool is not None and pool.coarse_size != model_config.coarse_size:
+        raise ValueError(
+            f"{cfg.motion_pool} holds {pool.coarse_size}-pixel reference frames and the model's coarse "
+            f"frames are {model_config.coarse_size}: rebuild it with --coarse-size {model_config.coarse_size}"
+        )
+    if pool is not None and any(c.meta["fps"] != pool.fps for c in train):
+        raise ValueError(f"{cfg.motion_pool} moves at {pool.fps} fps and the dataset's clips do not")
     if pool is not None and is_main:
         print(f"motion pool {cfg.motion_pool}: {len(pool)} performances, {pool.seconds / 3600:.1f} h")
     sampler = WindowSampler(
