@@ -112,7 +112,8 @@ def test_model_section_builds_the_model_config():
         (TrainSTUConfig, "stu.yaml"),
         (TrainKHPConfig, "khp_contact.yaml"),
         (TrainTranscriberConfig, "khp_transcriber.yaml"),
-        (TrainTranscriberConfig, "khp/train_config.yaml"),  # the embedded KHP's last stage
+        (TrainKHPConfig, "khp_motion.yaml"),
+        (TrainKHPConfig, "khp/train_config.yaml"),  # the embedded KHP's last stage (the motion stage)
         (TrainSTUConfig, "stu/train_config.yaml"),
     ],
 )
