@@ -195,20 +195,23 @@ train-stu-ablations: $(VENV)/.installed
 		--loss.ssim=0 --loss.temporal=0)
 
 ## train-stu-variants: the recipe's 450 steps in fp32 (CPUs without bf16 units), the released architecture
-## (concatenated skips, 3x3 stem) and the light full-resolution path (pointwise stem, added skips)
+## (concatenated skips, 3x3 stem), the light full-resolution path (pointwise stem, added skips) and the
+## pointwise stem alone
 STU_LIGHT := --model.stem_kernel_size=1 --model.skip_fusion=add
 train-stu-variants: $(VENV)/.installed
 	$(call stu_train,stu-concat-fp32,,no)
 	$(call stu_train,stu-light,$(STU_LIGHT),no)
+	$(call stu_train,stu-pw-only,--model.stem_kernel_size=1,no)
 ## evaluate-stu-variants: their same-budget table on the test pieces; benchmark-stu-variants: their speed
 evaluate-stu-variants: $(VENV)/.installed
 	$(PY) scripts/evaluate_stu.py --model outputs/stu-concat-fp32/model \
 		--name "STU, released architecture (3x3 stem, concatenated skips)" \
 		--compare "light (pointwise stem, added skips)=outputs/stu-light/model" \
+			"pointwise stem alone (concatenated skips)=outputs/stu-pw-only/model" \
 		--dataset data/virtual_pianist_medium --split test --max-frames 150 \
 		--output pipelines/apvg-virtual-pianist/stu_variants_results.json
 STU_VARIANTS := released=stem_kernel_size:3,skip_fusion:concat light=stem_kernel_size:1,skip_fusion:add \
-	light-top1=stem_kernel_size:1,skip_fusion:add,top_convs:1
+	light-top1=stem_kernel_size:1,skip_fusion:add,top_convs:1 pw-stem=stem_kernel_size:1,skip_fusion:concat
 benchmark-stu-variants: $(VENV)/.installed
 	$(PY) scripts/benchmark.py stu --resolutions 128 256 --precisions fp32 --variants $(STU_VARIANTS) \
 		--output pipelines/apvg-virtual-pianist/stu_variants_benchmark.json
