@@ -474,13 +474,14 @@ class KHPKeyboard(nn.Module):
             press = self.press_points(quads).to(h.dtype)  # (B, 88, 2)
             on_key = torch.einsum("btfk,bkx->btfx", touch, press)
             tips = torch.where(touch.sum(-1, keepdim=True) > 0, on_key, tips)  # (B, T, 10, 2)
+            above = press + lift * length  # (B, 88, 2): a fingertip raised above each key
             if release_frames:
                 away = self.release(touch, release_frames)  # (B, T, 10, 88)
-                lifted = torch.einsum("btfk,bkx->btfx", away, press + lift * length)  # weighted
+                lifted = torch.einsum("btfk,bkx->btfx", away, above)  # weighted
                 tips = lifted + (1 - away.sum(-1, keepdim=True)) * tips  # eases from above the key
             if approach_frames:
                 near = self.approach(touch, approach_frames)  # (B, T, 10, 88)
-                raised = torch.einsum("btfk,bkx->btfx", near, press + lift * length)  # weighted
+                raised = torch.einsum("btfk,bkx->btfx", near, above)  # weighted
                 coming = near.sum(-1, keepdim=True)  # (B, T, 10, 1): > 0 while a fingertip comes down
                 tips = raised + (1 - coming) * tips  # eases from where it was to above the key
         return tips, logits

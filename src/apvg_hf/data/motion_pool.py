@@ -58,6 +58,10 @@ class MotionSpec:
     def rng(self) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(self.piece_id.encode()), self.variant, 11])
 
+    def to_json(self) -> str:
+        """The spec as stored in its performance's file (what a resumed build compares)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
     @property
     def name(self) -> str:
         return f"{self.piece_id.replace('/', '__')}-v{self.variant}"
@@ -94,7 +98,7 @@ def perform_motion(spec: MotionSpec) -> dict[str, np.ndarray]:
         "keyboard_quads": keyboard_quads(staged.camera).astype(np.float32),
         "reference_index": at.astype(np.int64),
         "reference_frames": downsample_frames(frames, spec.coarse_size),  # (R, 3, s, s) uint8
-        "spec": np.array(json.dumps(asdict(spec), sort_keys=True)),
+        "spec": np.array(spec.to_json()),
     }
 
 
@@ -111,16 +115,16 @@ def pool_specs(
     ]
 
 
-def _stored_spec(path: Path) -> dict:
+def _stored_spec(path: Path) -> str:
     with np.load(path) as z:
-        return json.loads(str(z["spec"])) if "spec" in z else {}
+        return str(z["spec"]) if "spec" in z else ""
 
 
 def _build_one(args: tuple[MotionSpec, str]) -> str:
     spec, out = args
     target = Path(out) / f"{spec.name}.npz"
     if target.exists():  # resuming: it must be this very performance, not one of another build
-        if _stored_spec(target) != json.loads(json.dumps(asdict(spec), sort_keys=True)):
+        if _stored_spec(target) != spec.to_json():
             raise ValueError(
                 f"{target} was built with other settings (seed, excerpt, transposition, size): build "
                 "into a new folder, or delete that one"

@@ -341,7 +341,9 @@ def play_with_mistakes(notes: list[dict], rng: np.random.Generator, p: float, fp
         velocity = int(np.clip(m["velocity"] + rng.normal(0, 10), 1, 127))
         played.append({**m, "onset": m["onset"] + shift, "offset": m["offset"] + shift, "velocity": velocity})
         if u[2] < p:  # a wrong neighbour key as well
-            wrong = int(np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), 21, 21 + NUM_KEYS - 1))
+            wrong = int(
+                np.clip(m["pitch"] + rng.choice([-2, -1, 1, 2]), LOWEST_PITCH, LOWEST_PITCH + NUM_KEYS - 1)
+            )
             played.append({**m, "pitch": wrong, "offset": m["onset"] + 0.1})
     return played
 
