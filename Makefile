@@ -19,7 +19,7 @@ UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 
 .PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
 	dataset-medium train-khp train-khp-finetune train-khp-transcriber train-khp-motion evaluate-transcription evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
-	evaluate-stu-variants benchmark-stu-variants \
+	evaluate-stu-variants benchmark-stu-variants train-stu-256 evaluate-stu-256 \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
 # The environment: exactly the lock (uv installs it in seconds), then this package (editable, no deps).
@@ -217,6 +217,27 @@ benchmark-stu-variants: $(VENV)/.installed
 		--output pipelines/apvg-virtual-pianist/stu_variants_benchmark.json
 	$(PY) scripts/benchmark.py train-stu --resolutions 128 256 --precisions fp32 --repeats 3 \
 		--variants $(STU_VARIANTS) --output pipelines/apvg-virtual-pianist/stu_variants_train_benchmark.json
+
+## train-stu-256: the released STU at 256x256: the 128 STU released before it (0c86510) upscaled with a
+## pixel-shuffle path (the network stays at 128), trained on at 256 for 600 steps in fp32 (~75 min; resumes)
+STU_128 := 0c86510
+outputs/stu-128/diffusion_pytorch_model.safetensors:
+	mkdir -p outputs/stu-128
+	for f in config.json diffusion_pytorch_model.safetensors; do \
+		git show $(STU_128):pipelines/apvg-virtual-pianist/stu/$$f > outputs/stu-128/$$f; done
+outputs/stu-256-init/config.json: outputs/stu-128/diffusion_pytorch_model.safetensors | $(VENV)/.installed
+	$(PY) scripts/upscale_stu.py --model outputs/stu-128 --factor 2 --output outputs/stu-256-init
+train-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
+	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
+		scripts/train_stu.py --config pipelines/apvg-virtual-pianist/stu_256.yaml \
+		$(if $(wildcard outputs/stu-256/checkpoints),--resume)
+## evaluate-stu-256: the 256 STU beside the 128 STU upscaled (bicubic) and its own starting point, on the test pieces
+evaluate-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
+	$(PY) scripts/evaluate_stu.py --model pipelines/apvg-virtual-pianist/stu --name "STU at 256 (released)" \
+		--compare "STU at 128 ($(STU_128)), upscaled=outputs/stu-128" \
+			"STU at 256 before training (the 128 STU upscaled inside)=outputs/stu-256-init" \
+		--khp pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium --split test \
+		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_256_results.json
 
 STU_COMPARE := "no graph=outputs/stu-no-graph/model" "no ConvGRU=outputs/stu-no-gru/model" \
 	"pix2pix-style UNet=outputs/stu-pix2pix/model"

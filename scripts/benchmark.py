@@ -7,8 +7,8 @@
 
 `pipeline` (the default): audio -> mp4 with the whole pipeline (the embedded default unless --model),
 streaming to a file as `apvg generate` does: frames/s and real-time factor (seconds of video per wall
-second) at 128 and 256 (at 256: the same architecture with random weights; speed does not depend on
-the weights) in float32 and under bfloat16 autocast, split by stage (audio decoding, features, KHP,
+second) at 128 and 256 (at a resolution other than its STU's: the same architecture with random weights;
+speed does not depend on the weights) in float32 and under bfloat16 autocast, split by stage (audio decoding, features, KHP,
 heatmaps, STU, encoding), the bf16-vs-fp32 difference of the frames, and the peak resident memory
 of a fresh process for 10, 60 and 300 s of audio (the example audio, repeated).
 
@@ -219,7 +219,8 @@ def bench_train_stu(
             model.config.num_keypoints + model.config.num_limbs,
         )
         kp = 0.3 + 0.4 * torch.rand(B * T, model.config.num_keypoints, 2, generator=g)
-        hm = model.render_heatmaps(kp).view(B, T, C, res, res).to(device)
+        m = model.map_resolution
+        hm = model.render_heatmaps(kp).view(B, T, C, m, m).to(device)
         coarse = torch.rand(B, T, 3, 32, 32, generator=g).to(device)
         ref = torch.rand(B, 3, res, res, generator=g).to(device)
         real = torch.rand(B, window_frames, 3, res, res, generator=g).to(device)
@@ -298,13 +299,17 @@ def example_audio(seconds: float, path: Path) -> Path:
 
 
 def _pipeline(model: str | None, resolution: int):
+    """(the pipeline, whether its STU is the trained one): at another resolution than its STU's, the same
+    architecture (config) with random weights."""
     from apvg_hf import APVGPipeline, default_pipeline_path
 
     pipe = APVGPipeline.from_pretrained(model or default_pipeline_path())
-    if resolution != pipe.stu.config.resolution:
-        pipe.register_modules(stu=STUModel.from_config({**pipe.stu.config, "resolution": resolution}).eval())
+    trained = resolution == pipe.stu.config.resolution
+    if not trained:
+        config = {k: v for k, v in pipe.stu.config.items() if not k.startswith("_")}
+        pipe.register_modules(stu=STUModel.from_config({**config, "resolution": resolution}).eval())
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe, trained
 
 
 @torch.no_grad()
@@ -322,7 +327,7 @@ def bench_pipeline(
     warm = example_audio(1.0, workdir / "warm-up.wav")
     rows, frames = [], {}
     for res in resolutions:
-        pipe = _pipeline(model, res)
+        pipe, trained = _pipeline(model, res)
         for precision in precisions:
             dtype = torch.bfloat16 if precision == "bf16" else None
             pipe(str(warm), output_type=None, show_progress=False, autocast_dtype=dtype)  # warm-up
@@ -350,7 +355,7 @@ def bench_pipeline(
                     "fps": n / wall,
                     "real_time_factor": (n / out.fps) / wall,
                     "ms_per_frame": {k: 1000 * v / n for k, v in timings.items()},
-                    "weights": "trained" if res == 128 else "random (same architecture)",
+                    "weights": "trained" if trained else "random (same architecture)",
                     "repeats": repeats,
                 }
             )

@@ -13,7 +13,9 @@ another clip of the same performance. Scores: PSNR and SSIM against the ground-t
 temporal flicker (mean |frame difference error|, 0-255 levels) and PSNR around the hands.
 Two trivial rows show what the inputs alone give: the reference frame copied, and the coarse frame
 upsampled. With `--khp`, one more row runs the STU on what KHP predicts from the audio (keypoints,
-visibility, coarse frames): stage 2 as the pipeline uses it.
+visibility, coarse frames): stage 2 as the pipeline uses it. A compared STU at a lower resolution (one that
+divides `--model`'s) renders at its own size, from the reference at that size, and is upscaled (bicubic)
+to be scored: e.g. a 128 STU beside a 256 one.
 
 Writes the JSON, a Markdown table beside it (.md) and a grid image (_grid.png): ground truth and
 every model on frames of one test clip, with the hands enlarged.
@@ -56,7 +58,11 @@ def markdown_table(rows: dict[str, dict], meta: dict) -> str:
         "",
         f"{meta['clips']} {meta['split']} clips of {meta['pieces']} held-out pieces, {meta['frames']} frames "
         f"({meta['frames_per_clip']}), {meta['resolution']}x{meta['resolution']}, from ground-truth keypoints "
-        "and the ground-truth coarse frames unless the row says otherwise.",
+        "and the ground-truth coarse frames unless the row says otherwise."
+        + "".join(
+            f" {name}: rendered at {r}x{r} and upscaled (bicubic)."
+            for name, r in meta.get("upscaled", {}).items()
+        ),
         "Flicker: mean absolute error of frame differences, 0-255 levels. Hands PSNR: inside a box of "
         "3/16 of the frame around each visible hand.",
     ]
@@ -77,6 +83,11 @@ def upsample(coarse: np.ndarray, size: int) -> torch.Tensor:
     x = torch.as_tensor(np.array(coarse)).float()
     x = x / 255 if coarse.dtype == np.uint8 else x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def upscale(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """(T, 3, h, w) in [0, 1] -> (T, 3, size, size), bicubic (as a user would upscale a video)."""
+    return F.interpolate(frames, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def grid_image(path: Path, real: torch.Tensor, fakes: dict, keypoints, visibility, columns: int = 6) -> None:
@@ -133,22 +144,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
 
-    # 1. Models: all must share a resolution.
+    # 1. Models: scored at --model's resolution; the others at it or at a resolution that divides it.
     paths = {args.name: args.model} | parse_compare(args.compare)
     for name, p in paths.items():
         if not (p / "config.json").exists():
             raise SystemExit(f"{name}: {p} is not an STU folder (no config.json)")
     models = {name: STUModel.from_pretrained(p).eval() for name, p in paths.items()}
     size = models[args.name].config.resolution
-    if any(m.config.resolution != size for m in models.values()):
-        raise SystemExit("all models must have the same resolution")
+    for name, m in models.items():
+        if size % m.config.resolution:
+            raise SystemExit(
+                f"{name}: resolution {m.config.resolution} must be {size} or divide it (then it is upscaled)"
+            )
+    by_size: dict[int, dict] = {}  # resolution -> the models rendering at it
+    for name, m in models.items():
+        by_size.setdefault(m.config.resolution, {})[name] = m
     khp = KHPModel.from_pretrained(args.khp).eval() if args.khp else None
     extractor = APVGFeatureExtractor.from_pretrained(args.khp) if khp else APVGFeatureExtractor()
     coarse_size = khp.config.coarse_size if khp else 32
 
-    # 2. Data: clips (keypoints, coarse frames) and frames at the models' resolution.
+    # 2. Data: clips (keypoints, coarse frames) and frames at each model resolution.
     clips = load_clips(args.dataset, args.split, extractor, coarse_size)
-    frames = load_frames(args.dataset, args.split, size)
+    frames_at = {r: load_frames(args.dataset, args.split, r) for r in sorted(by_size | {size: {}})}
+    frames = frames_at[size]
     ids = list(range(len(clips)))[: args.limit]
 
     # 3. Render and score, clip by clip.
@@ -164,7 +182,10 @@ def main(argv: list[str] | None = None) -> dict:
         reference = np.array(frames[src][t])
         real = torch.from_numpy(np.array(frames[i][:T]))
         kp, vis = c.keypoints[:T], c.visibility[:T]
-        fakes = stu_render_many(models, kp, vis, c.coarse[:T], reference, args.chunk)
+        fakes = {}
+        for r, group in by_size.items():  # lower resolutions: their own reference, upscaled after
+            out = stu_render_many(group, kp, vis, c.coarse[:T], np.array(frames_at[r][src][t]), args.chunk)
+            fakes |= {n: v if r == size else upscale(v, size) for n, v in out.items()}
         if khp is not None:
             pred = khp_predict(khp, c.features, *reference_for(c, clips))
             fakes[khp_row] = stu_render_many(
@@ -196,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         "frames_per_clip": f"the first {args.max_frames} of each" if args.max_frames else "all",
         "resolution": size,
         "models": {name: str(p) for name, p in paths.items()} | ({"khp": str(args.khp)} if khp else {}),
+        "upscaled": {n: m.config.resolution for n, m in models.items() if m.config.resolution != size},
         "seconds": round(time.perf_counter() - started, 1),  # speed: scripts/benchmark.py
     }
     out = {"meta": meta, "results": results}

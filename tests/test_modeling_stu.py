@@ -178,3 +178,84 @@ def test_top_convs_and_released_config_keep_their_layers():
 def test_bad_architecture_options_are_clear_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         STUModel(**TINY, **kw)
+
+
+def test_pixel_shuffle_streams_saves_and_takes_maps_at_its_map_resolution(tmp_path):
+    """pixel_shuffle=2: maps and coarse frames at half the resolution, reference and frames at full."""
+    torch.manual_seed(0)
+    model = STUModel(**TINY, resolution=64, pixel_shuffle=2).eval()
+    assert model.map_resolution == 32
+    hm, coarse, _ = inputs(T=4, H=32)
+    ref = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = model(hm, coarse, ref)
+        a = model(hm[:, :1], coarse[:, :1], ref)
+        b = model(hm[:, 1:], coarse[:, 1:], ref, state=a.state)
+    assert whole.frames.shape == (1, 4, 3, 64, 64) and whole.state.shape == (1, 16, 8, 8)
+    assert model.initial_state(1, 64, 64).shape == whole.state.shape
+    assert (torch.cat([a.frames, b.frames], 1) - whole.frames).abs().max() <= 1e-5
+    # keypoints in: the maps rendered at 32 into a (frames, K + L + 3 + 12, 32, 32) input
+    kp = torch.rand(1, 4, 56, 2, generator=torch.Generator().manual_seed(2))
+    assert model.render_heatmaps(kp).shape == (1, 4, 116, 32, 32)
+    assert model.input_buffer(4, 64, 64).shape == (4, 116 + 3 + 12, 32, 32)
+    rendered = model.render(kp, None, coarse, ref, batch_frames=3).frames
+    assert rendered.shape == (1, 4, 3, 64, 64)
+    with torch.no_grad():
+        direct = model(model.render_heatmaps(kp), coarse, ref).frames
+    assert (rendered - direct).abs().max() <= 1e-5
+    model.save_pretrained(tmp_path / "stu")
+    loaded = STUModel.from_pretrained(tmp_path / "stu").eval()
+    assert loaded.config.pixel_shuffle == 2
+    with torch.no_grad():
+        assert torch.equal(loaded(hm, coarse, ref).frames, whole.frames)
+    # the alpha starts high on every sub-pixel: a fresh model mostly copies the reference
+    assert (model.to_rgb.bias[12:] == 2.0).all() and model.to_rgb.out_channels == 16
+
+
+def test_upscaled_from_starts_as_the_smaller_stu_upsampled():
+    """Where the reference is constant on 2 x 2 blocks, the upscaled STU's frames are the small STU's
+    frames upsampled (nearest): the same network on the same maps, colour and alpha on every sub-pixel."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    small = STUModel(**TINY, resolution=32).eval()
+    with torch.no_grad():
+        for p in small.parameters():  # away from the init (alpha bias 2): every path matters
+            p.add_(0.05 * torch.randn_like(p))
+    big = STUModel.upscaled_from(small, 2).eval()
+    assert big.config.resolution == 64 and big.config.pixel_shuffle == 2 and big.map_resolution == 32
+    kp = torch.rand(1, 5, 56, 2, generator=torch.Generator().manual_seed(1))
+    _, coarse, ref = inputs(T=5, H=32)
+    a = small.render(kp, None, coarse, ref, batch_frames=2).frames[0]  # (T, 3, 32, 32)
+    b = big.render(kp, None, coarse, F.interpolate(ref, scale_factor=2), batch_frames=5).frames[0]
+    assert (b - F.interpolate(a, scale_factor=2, mode="nearest")).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="without pixel_shuffle"):
+        STUModel.upscaled_from(big, 2)
+
+
+def test_pixel_shuffle_at_256_costs_about_what_128_does():
+    """The released channel layout: the 256 STU with pixel_shuffle=2 needs < 1.2x the multiply-adds of the
+    128 STU (FLOP counter), a quarter of the plain 256 STU's."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(res, **kw):
+        model = STUModel(block_channels=(16, 32, 64, 128, 128), graph_hidden=32, resolution=res, **kw).eval()
+        m = model.map_resolution
+        hm, coarse, _ = inputs(T=1, H=m)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(hm, coarse, torch.rand(1, 3, res, res))
+        return counter.get_total_flops()
+
+    at128, at256, shuffled = flops(128), flops(256), flops(256, pixel_shuffle=2)
+    assert shuffled < 1.2 * at128 and shuffled < 0.3 * at256, (at128, at256, shuffled)
+
+
+def test_pixel_shuffle_errors_are_clear():
+    with pytest.raises(ValueError, match="pixel_shuffle"):
+        STUModel(**TINY, pixel_shuffle=3)
+    with pytest.raises(ValueError, match="multiple of pixel_shuffle"):
+        STUModel(**TINY, resolution=36, pixel_shuffle=2)
+    model = STUModel(**TINY, resolution=64, pixel_shuffle=2)
+    hm, coarse, _ = inputs(T=1, H=32)
+    with pytest.raises(ValueError, match="multiple of pixel_shuffle"):
+        model(hm, coarse, torch.rand(1, 3, 63, 63))

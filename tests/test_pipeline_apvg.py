@@ -110,3 +110,27 @@ def test_export_to_video_with_audio(pipe, tmp_path):
     assert info["frames"] == len(out.frames) == 60
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"
     assert abs(info["duration"] - 2.0) <= 1.5 / 30 + 0.05  # container duration (AAC priming included)
+
+
+def test_pixel_shuffle_stu_in_the_pipeline(pipe, tmp_path):
+    """An STU at twice the resolution (pixel_shuffle=2, the network at 32): 64 x 64 frames, chunked ==
+    one pass, an mp4 at 64, and before training the small STU's frames upsampled where the reference is
+    constant on 2 x 2 blocks."""
+    import torch.nn.functional as F
+
+    ref = pipe.reference.at(32)  # a 64 reference constant on 2 x 2 blocks
+    big = APVGPipeline(
+        pipe.feature_extractor,
+        pipe.khp,
+        STUModel.upscaled_from(pipe.stu, 2).eval(),
+        AppearanceReference.from_frame(F.interpolate(ref[None], scale_factor=2)[0], pipe.reference.keypoints),
+    )
+    wave = tone(2.0)
+    one = big(wave, sampling_rate=16000, chunk_seconds=100, output_type="pt", show_progress=False)
+    chunked = big(wave, sampling_rate=16000, chunk_seconds=0.3, output_type="pt", show_progress=False)
+    small = pipe(wave, sampling_rate=16000, output_type="pt", show_progress=False)
+    assert one.frames.shape == (60, 3, 64, 64)
+    assert (one.frames - chunked.frames).abs().max() <= 1e-4
+    assert (one.frames - F.interpolate(small.frames, scale_factor=2)).abs().max() <= 1e-4
+    big(wave, sampling_rate=16000, output_path=tmp_path / "big.mp4", show_progress=False)
+    assert probe_video(tmp_path / "big.mp4")["width"] == 64

@@ -163,6 +163,39 @@ def test_evaluate_script_with_ablations(tiny_dataset, tmp_path):
         )
 
 
+def test_pixel_shuffle_stu_trains_from_an_upscaled_stu_and_is_scored_beside_it(tiny_dataset, tmp_path):
+    """A 32 STU trained a step, upscaled (scripts/upscale_stu.py) and trained 2 steps at 64 with
+    pixel_shuffle=2 and the discriminator on (pose maps at 32, frames at 64); evaluate_stu scores it
+    beside the 32 STU upscaled to 64."""
+    common = ["--steps=1", "--eval_every=1", "--checkpoint_every=0", "--adversarial_start=0"]
+    small = run(tiny_dataset[0], tmp_path / "small", *common, "--model.resolution=32")
+    load_script("upscale_stu").main(["--model", str(small), "--output", str(tmp_path / "init")])
+    big = run(tiny_dataset[0], tmp_path / "big", *common, "--steps=2", f"--init_from={tmp_path / 'init'}")
+    model = STUModel.from_pretrained(big)
+    assert model.config.resolution == 64 and model.config.pixel_shuffle == 2
+    changed = load_file(big / "diffusion_pytorch_model.safetensors")
+    start = load_file(tmp_path / "init" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(changed[k], start[k]) for k in start)  # it trained
+    out = tmp_path / "eval" / "results.json"
+    load_script("evaluate_stu").main(
+        ["--model", str(big), "--name", "64 (pixel shuffle)", "--compare", f"32 upscaled={small}"]
+        + ["--dataset", str(tiny_dataset[0]), "--output", str(out), "--max-frames", "6", "--no-plots"]
+    )
+    res = json.loads(out.read_text())
+    assert res["meta"]["resolution"] == 64 and res["meta"]["upscaled"] == {"32 upscaled": 32}
+    for r in res["results"].values():
+        assert 0 < r["psnr"] < 100 and r["frames"] > 0
+    assert "32 upscaled: rendered at 32x32 and upscaled (bicubic)" in out.with_suffix(".md").read_text()
+    STUModel(block_channels=(8, 16, 16), graph_hidden=8, resolution=48).save_pretrained(tmp_path / "odd")
+    with pytest.raises(SystemExit, match="must be 64 or divide it"):
+        load_script("evaluate_stu").main(
+            ["--model", str(big), "--compare", f"odd={tmp_path / 'odd'}", "--dataset", str(tiny_dataset[0])]
+            + ["--output", str(out)]
+        )
+    with pytest.raises(SystemExit, match="without pixel_shuffle"):
+        load_script("upscale_stu").main(["--model", str(big), "--output", str(tmp_path / "again")])
+
+
 def test_load_frames_matches_clips(tiny_dataset):
     clips = load_clips(tiny_dataset[0], "validation", APVGFeatureExtractor(), 16, progress=False)
     frames = load_frames(tiny_dataset[0], "validation", 32, progress=False)

@@ -9,6 +9,11 @@
       -> decoder with skips -> colour + alpha: frame_t = alpha * reference + (1 - alpha) * colour
          (the scene behind the performer is copied from the reference, not redrawn every frame)
 
+With `pixel_shuffle=p` > 1 the network runs at resolution / p (ESPCN's sub-pixel convolution): the maps
+and the coarse frame enter at that size, the reference pixel-unshuffled (3 p^2 channels), and the colour
+and alpha leave as p^2 sub-pixels each, shuffled back to full resolution, where the reference is blended
+in. A 256 STU then costs about what a 128 one does (`scripts/benchmark.py stu`).
+
 The GRU state is explicit (`forward(..., state) -> STUOutput(frames, state)`), so a pipeline can
 stream any length in chunks and get exactly the one-call result.
 """
@@ -57,6 +62,11 @@ def _block(cin: int, cout: int, stride: int = 1, convs: int = 2, first_kernel: i
 
 
 SKIP_FUSIONS = ("concat", "add")
+
+
+def map_resolution(config) -> int:
+    """The size of an STU's input maps (its network's top level) from its config: resolution / pixel_shuffle."""
+    return config.resolution // config.get("pixel_shuffle", 1)
 
 
 class GraphStructureModule(nn.Module):
@@ -140,17 +150,25 @@ class STUModel(ModelMixin, ConfigMixin):
         stem_kernel_size: int = 3,
         skip_fusion: str = "concat",
         top_convs: int = 2,
+        pixel_shuffle: int = 1,
     ):
         super().__init__()
         for key, value, allowed in (
             ("stem_kernel_size", stem_kernel_size, (1, 3)),
             ("top_convs", top_convs, (1, 2)),
+            ("pixel_shuffle", pixel_shuffle, (1, 2, 4)),
         ):
             if type(value) is not int or value not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         if skip_fusion not in SKIP_FUSIONS:
             raise ValueError(f"skip_fusion must be one of {SKIP_FUSIONS}, got {skip_fusion!r}")
-        cin = num_keypoints + num_limbs + 3 + 3  # heatmaps, coarse frame, reference frame
+        if resolution % (pixel_shuffle * 2 ** (len(block_channels) - 1)):
+            raise ValueError(
+                f"resolution {resolution} must be a multiple of pixel_shuffle x 2^(levels - 1) = "
+                f"{pixel_shuffle * 2 ** (len(block_channels) - 1)}"
+            )
+        p2 = pixel_shuffle**2
+        cin = num_keypoints + num_limbs + 3 + 3 * p2  # heatmaps, coarse frame, reference (unshuffled)
         chans = list(block_channels)
         # The full-resolution layers cost the most per channel: stem_kernel_size=1 mixes the K + L + 6 inputs
         # with a 1x1 conv before the 3x3 one (at 128: 0.29 -> 0.03 GMAC for the stem's first layer).
@@ -174,10 +192,37 @@ class STUModel(ModelMixin, ConfigMixin):
                 for i in levels
             ]
         )
-        self.to_rgb = nn.Conv2d(chans[0], 4 if blend_reference else 3, 3, padding=1)
+        # colour (+ alpha), p^2 sub-pixels each: channel c * p^2 + i * p + j is (c, y p + i, x p + j)
+        self.to_rgb = nn.Conv2d(chans[0], (4 if blend_reference else 3) * p2, 3, padding=1)
         if blend_reference:  # start by mostly copying the reference: alpha = sigmoid(2) = 0.88
             with torch.no_grad():
-                self.to_rgb.bias[3].fill_(2.0)
+                self.to_rgb.bias[3 * p2 :].fill_(2.0)
+
+    @classmethod
+    def upscaled_from(cls, stu: STUModel, factor: int = 2) -> STUModel:
+        """A pixel-shuffle STU at `factor` x `stu`'s resolution that starts where `stu` is: the same network
+        on the same maps, the reference entering averaged over each factor x factor block (its unshuffled
+        channels share the weight), colour and alpha repeated to every sub-pixel (nearest upsampling),
+        blended with the full-resolution reference. Where the reference is constant on those blocks, its
+        frames are `stu`'s upsampled (nearest). The starting point for training at 256 from a 128 STU.
+
+        >>> small = STUModel(block_channels=(8, 8, 8), graph_hidden=4, resolution=32)
+        >>> big = STUModel.upscaled_from(small, 2)
+        >>> big.config.resolution, big.config.pixel_shuffle, big.map_resolution
+        (64, 2, 32)
+        """
+        c = {k: v for k, v in stu.config.items() if not k.startswith("_")}
+        if c.get("pixel_shuffle", 1) != 1:
+            raise ValueError(f"upscaled_from needs an STU without pixel_shuffle, got {c['pixel_shuffle']}")
+        new = cls(**c | {"resolution": c["resolution"] * factor, "pixel_shuffle": factor})
+        f2, C = factor * factor, c["num_keypoints"] + c["num_limbs"]
+        sd = {k: v.clone() for k, v in stu.state_dict().items()}
+        w = sd["stem.0.weight"]  # (c0, K + L + 6, k, k): the reference's 3 channels last
+        sd["stem.0.weight"] = torch.cat([w[:, : C + 3], w[:, C + 3 :].repeat_interleave(f2, 1) / f2], 1)
+        sd["to_rgb.weight"] = sd["to_rgb.weight"].repeat_interleave(f2, 0)  # channel c -> c f2 + k
+        sd["to_rgb.bias"] = sd["to_rgb.bias"].repeat_interleave(f2, 0)
+        new.load_state_dict(sd)  # float32, whatever stu's dtype
+        return new.to(stu.device)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload with a generated model card (see `apvg_hf.hub.push_folder` for the arguments)."""
@@ -188,14 +233,15 @@ class STUModel(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """Keypoints (..., K, 2) in [0, 1] (+ visibility (..., K)) -> this model's input maps
         (..., K + L, R, R) at its `resolution`, with the Gaussian widths it was trained with (written into
-        `out`, (M, K + L, R, R) in any layout, when given).
+        `out`, (M, K + L, R, R) in any layout, when given). R is `map_resolution`: resolution /
+        pixel_shuffle.
 
         Rendered sparsely (`keypoints_to_heatmaps(method="fast")`: only the tiles near each keypoint and
         bone; equal to the dense maps within 1.5e-8) at a few percent of the dense maps' cost."""
         c = self.config
         return keypoints_to_heatmaps(
             keypoints,
-            c.resolution,
+            self.map_resolution,
             visibility=visibility,
             sigma=c.heatmap_sigma,
             limb_sigma=c.limb_sigma,
@@ -203,10 +249,16 @@ class STUModel(ModelMixin, ConfigMixin):
             out=out,
         )
 
+    @property
+    def map_resolution(self) -> int:
+        """The size of the input maps and of the network's top level: resolution / pixel_shuffle."""
+        return map_resolution(self.config)
+
     def initial_state(
         self, batch_size: int, height: int, width: int, device=None, dtype=None
     ) -> torch.Tensor:
-        s = 2 ** (len(self.config.block_channels) - 1)
+        """Zeros for the GRU state of frames height x width (the output frames' size)."""
+        s = 2 ** (len(self.config.block_channels) - 1) * self.config.pixel_shuffle
         c = self.config.block_channels[-1]
         return torch.zeros(batch_size, c, height // s, width // s, device=device, dtype=dtype)
 
@@ -220,10 +272,11 @@ class STUModel(ModelMixin, ConfigMixin):
     ) -> STUOutput | tuple:
         r"""
         Args:
-            heatmaps: (B, T, K + L, H, W) keypoint and limb maps (`keypoints_to_heatmaps`), in [0, 1].
-            coarse: (B, T, 3, h, w) coarse frames in [0, 1] (any size; upsampled to H × W).
-            reference: (B, 3, H, W) one frame of the performer and scene, in [0, 1].
-            state: (B, C, H / 2^n, W / 2^n) GRU state from the previous call (zeros when None).
+            heatmaps: (B, T, K + L, H / p, W / p) keypoint and limb maps (`render_heatmaps`), in [0, 1],
+                p = pixel_shuffle.
+            coarse: (B, T, 3, h, w) coarse frames in [0, 1] (any size; upsampled to H / p × W / p).
+            reference: (B, 3, H, W) one frame of the performer and scene, in [0, 1]: the output's size.
+            state: (B, C, H / (p 2^n), W / (p 2^n)) GRU state from the previous call (zeros when None).
         """
         B, T = heatmaps.shape[:2]
         x = self.assemble_inputs(heatmaps.flatten(0, 1), coarse, reference)  # (BT, Cin, H, W)
@@ -233,11 +286,13 @@ class STUModel(ModelMixin, ConfigMixin):
         return STUOutput(frames=frames, state=state)
 
     def input_buffer(self, frames: int, height: int, width: int, device=None, dtype=None) -> torch.Tensor:
-        """An empty (frames, K + L + 6, H, W) input in the layout the convolutions want, channels-last
-        (oneDNN's fast path on CPU, tensor cores' on GPU; `iter_render` puts the weights in it too), where
-        the maps can be rendered in place (`keypoints_to_heatmaps(out=)`)."""
+        """An empty (frames, K + L + 3 + 3 p^2, H / p, W / p) input for output frames H x W, in the layout
+        the convolutions want, channels-last (oneDNN's fast path on CPU, tensor cores' on GPU;
+        `iter_render` puts the weights in it too), where the maps can be rendered in place
+        (`keypoints_to_heatmaps(out=)`)."""
         c = self.config
-        shape = (frames, c.num_keypoints + c.num_limbs + 6, height, width)
+        p = c.pixel_shuffle
+        shape = (frames, c.num_keypoints + c.num_limbs + 3 + 3 * p * p, height // p, width // p)
         return torch.empty(shape, device=device, dtype=dtype, memory_format=torch.channels_last)
 
     def assemble_inputs(
@@ -247,10 +302,14 @@ class STUModel(ModelMixin, ConfigMixin):
         reference: torch.Tensor,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The network's input (B·T, K + L + 6, H, W): heatmaps (B·T, K + L, H, W) (None: already in
-        `out`), the coarse frames (B, T, 3, h, w) upsampled, the reference (B, 3, H, W) repeated."""
+        """The network's input (B·T, K + L + 3 + 3 p^2, H / p, W / p): heatmaps (B·T, K + L, H / p, W / p)
+        (None: already in `out`), the coarse frames (B, T, 3, h, w) upsampled, the reference (B, 3, H, W)
+        pixel-unshuffled and repeated."""
         B, T = coarse.shape[:2]
+        p = self.config.pixel_shuffle
         H, W = reference.shape[-2:]
+        if H % p or W % p:
+            raise ValueError(f"the reference's size {H} x {W} must be a multiple of pixel_shuffle = {p}")
         C = self.config.num_keypoints + self.config.num_limbs
         if out is None:
             dtype = reference.dtype if heatmaps is None else heatmaps.dtype
@@ -260,22 +319,24 @@ class STUModel(ModelMixin, ConfigMixin):
         # One copy of each part into place: a torch.cat and the conversion to channels-last cost about a
         # third of the STU's time at 256.
         out[:, C : C + 3] = F.interpolate(
-            coarse.flatten(0, 1).float(), size=(H, W), mode="bilinear", align_corners=False
+            coarse.flatten(0, 1).float(), size=(H // p, W // p), mode="bilinear", align_corners=False
         )
-        out[:, C + 3 :] = reference[:, None].expand(B, T, *reference.shape[1:]).flatten(0, 1)
+        ref = F.pixel_unshuffle(reference, p) if p > 1 else reference  # (B, 3 p^2, H / p, W / p)
+        out[:, C + 3 :] = ref[:, None].expand(B, T, *ref.shape[1:]).flatten(0, 1)
         return out
 
     def run(
         self, x: torch.Tensor, batch_size: int, frames: int, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network on assembled inputs x (B·T, Cin, H, W) -> frames (B, T, 3, H, W), GRU state."""
+        """The network on assembled inputs x (B·T, Cin, H / p, W / p) -> frames (B, T, 3, H, W), GRU state."""
         B, T = batch_size, frames
-        H, W = x.shape[-2:]
+        p = self.config.pixel_shuffle
+        H, W = x.shape[-2] * p, x.shape[-1] * p
         s = 2 ** (len(self.config.block_channels) - 1)
-        if H % s or W % s:
-            raise ValueError(f"height and width must be multiples of {s}, got {H} x {W}")
+        if x.shape[-2] % s or x.shape[-1] % s:
+            raise ValueError(f"height and width must be multiples of {s * p}, got {H} x {W}")
         C = self.config.num_keypoints + self.config.num_limbs
-        ref = x[:, C + 3 :]
+        ref = x[:, C + 3 :]  # (BT, 3 p^2, H / p, W / p)
         skips = [self.stem(x)]
         for i, down in enumerate(self.down):
             h = skips[-1]
@@ -303,7 +364,10 @@ class STUModel(ModelMixin, ConfigMixin):
             else:  # "concat": upsampled, concatenated
                 y = torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="nearest"), skip], dim=1)
             y = block(y)
-        out = self.to_rgb(y).float()  # (BT, 3 [+ 1], H, W); composited in float32 under autocast too
+        # (BT, (3 [+ 1]) p^2, H / p, W / p); composited in float32 under autocast too
+        out = self.to_rgb(y).float()
+        if p > 1:  # sub-pixels to full resolution: (BT, 3 [+ 1], H, W)
+            out, ref = F.pixel_shuffle(out, p), F.pixel_shuffle(ref, p)
         frames = torch.sigmoid(out[:, :3])
         if self.config.blend_reference:
             alpha = torch.sigmoid(out[:, 3:])
@@ -329,7 +393,7 @@ class STUModel(ModelMixin, ConfigMixin):
 
         Args:
             keypoints: (B, n, K, 2) in [0, 1]; visibility: (B, n, K) probabilities or None;
-                or `heatmaps` (B, n, K + L, R, R) rendered already (then both may be None).
+                or `heatmaps` (B, n, K + L, R / p, R / p) rendered already (then both may be None).
             coarse: (B, n, 3, s, s) in [0, 1]; reference: (B, 3, R, R) in [0, 1].
             state: the GRU state from the previous call (None: the start of a performance).
             autocast_dtype: e.g. torch.bfloat16 to run the network under autocast.

@@ -19,6 +19,7 @@ from torchmetrics.functional.image import (
     visual_information_fidelity,
 )
 
+from ..modeling_stu import map_resolution
 from ..skeleton import HAND_INDICES
 
 
@@ -145,7 +146,7 @@ def stu_render_many(
         maps: dict = {}  # heatmaps rendered once for all models that share a resolution and widths
         for name, model in models.items():
             c = model.config
-            key = (c.resolution, c.heatmap_sigma, c.limb_sigma)
+            key = (map_resolution(c), c.heatmap_sigma, c.limb_sigma)
             if key not in maps:
                 maps[key] = model.render_heatmaps(kp, vis)  # (1, n, K + L, H, W)
             co = coarse[name] if isinstance(coarse, dict) else coarse

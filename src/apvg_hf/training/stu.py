@@ -33,7 +33,7 @@ from ..evaluation.frames import FrameMetrics, hand_boxes, stu_render
 from ..evaluation.khp import performance_key, reference_source
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..heatmaps import keypoints_to_heatmaps
-from ..modeling_stu import STUModel
+from ..modeling_stu import STUModel, map_resolution
 from .config import MixedPrecision, kwargs_dataclass
 from .loop import (
     GracefulStop,
@@ -163,8 +163,8 @@ class WindowBatches(torch.utils.data.Dataset):
         v = torch.from_numpy(np.stack(vis)).float()  # (B, n, K)
         mc = self.mc
         heatmaps = keypoints_to_heatmaps(
-            kp, mc.resolution, visibility=v, sigma=mc.heatmap_sigma, limb_sigma=mc.limb_sigma
-        )  # (B, n, K + L, R, R)
+            kp, map_resolution(mc), visibility=v, sigma=mc.heatmap_sigma, limb_sigma=mc.limb_sigma
+        )  # (B, n, K + L, R / p, R / p), p = pixel_shuffle
         out = {}
         if cfg.loss.hands:  # where the hands are (the keypoints drawn), in the boxes hands PSNR scores
             R, mask = mc.resolution, np.zeros((len(kps), n, 1, mc.resolution, mc.resolution), np.uint8)
@@ -287,7 +287,11 @@ def train(cfg: TrainSTUConfig, resume: str | None = None) -> Path | None:
                     fake = model(hm[:, B0:], coarse[:, B0:], ref, state=state).frames  # (B, T, 3, R, R)
                     mask = batch["hand_mask"][:, B0:] if "hand_mask" in batch else None
                     terms = reconstruction_losses(fake, real, mask)
-                    poses = pose_maps(hm[:, B0:], K)  # (B, T, 2, R, R)
+                    poses = pose_maps(hm[:, B0:], K)  # (B, T, 2, R / p, R / p)
+                    if poses.shape[-2:] != real.shape[-2:]:  # pixel-shuffle STUs: up to the frames' R
+                        poses = F.interpolate(
+                            poses.flatten(0, 1), size=real.shape[-2:], mode="bilinear", align_corners=False
+                        ).unflatten(0, poses.shape[:2])
                     if use_adv:  # the discriminator, frozen, judges the fakes (no DDP sync for it here)
                         d = accelerator.unwrap_model(disc).requires_grad_(False)
                         d_in = discriminator_input(fake, poses.to(fake.dtype), cfg.discriminator_frames)
