@@ -320,6 +320,7 @@ def bench_pipeline(
     repeats: int,
     workdir: Path,
     precisions: tuple[str, ...] = ("fp32", "bf16"),
+    label: str = "this",
 ) -> list[dict]:
     import numpy as np
 
@@ -347,6 +348,7 @@ def bench_pipeline(
             frames[(res, precision)] = out.frames
             rows.append(
                 {
+                    "pipeline": label,
                     "resolution": res,
                     "precision": precision,
                     "seconds_of_audio": seconds,
@@ -401,6 +403,7 @@ def measure_memory(model: str | None, seconds: float, precision: str, workdir: P
 
 def pipeline_markdown(rows: list[dict], memory: list[dict], meta: dict) -> str:
     stages = list(rows[0]["ms_per_frame"])
+    named = len({r.get("pipeline") for r in rows}) > 1  # --compare: a pipeline column
     lines = [
         f"Audio -> mp4 with the whole pipeline on {meta['device']} ({meta['threads']} threads), "
         f"{rows[0]['seconds_of_audio']:g} s of the example audio, streaming to a file. Real-time factor = "
@@ -408,21 +411,24 @@ def pipeline_markdown(rows: list[dict], memory: list[dict], meta: dict) -> str:
         "what to compare; each row is the fastest of "
         f"{rows[0]['repeats']} runs.",
         "",
-        "| resolution | precision | frames/s | real-time factor | "
+        ("| pipeline " if named else "")
+        + "| resolution | weights | precision | frames/s | real-time factor | "
         + " | ".join(f"{s} ms/frame" for s in stages)
         + " |",
-        "|---|---|---|---|" + "---|" * len(stages),
+        ("|---" if named else "") + "|---|---|---|---|---|" + "---|" * len(stages),
     ]
     for r in rows:
         lines.append(
-            f"| {r['resolution']} | {r['precision']} | {r['fps']:.1f} | {r['real_time_factor']:.2f} | "
+            (f"| {r['pipeline']} " if named else "")
+            + f"| {r['resolution']} | {r.get('weights', '')} | {r['precision']} | {r['fps']:.1f} | "
+            f"{r['real_time_factor']:.2f} | "
             + " | ".join(f"{r['ms_per_frame'].get(s, 0):.1f}" for s in stages)
             + " |"
         )
     for r in rows:
         if "bf16_vs_fp32_psnr_db" in r:
             lines.append(
-                f"\nAt {r['resolution']}: bf16 frames vs fp32 frames: PSNR {r['bf16_vs_fp32_psnr_db']:.1f} dB, "
+                f"\n{r['pipeline'] + ', ' if named else ''}at {r['resolution']}: bf16 frames vs fp32 frames: PSNR {r['bf16_vs_fp32_psnr_db']:.1f} dB, "
                 f"largest difference {r['bf16_vs_fp32_max_abs']:.0f}/255."
             )
     if memory:
@@ -479,6 +485,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     ap.add_argument(
+        "--compare", nargs="+", default=[], metavar="NAME=DIR",
+        help="pipeline: more pipeline folders timed in the same run at the same resolutions (e.g. the "
+        "previous release); the memory runs are --model's only",
+    )  # fmt: skip
+    ap.add_argument(
         "--variants", nargs="+", metavar="NAME[=KEY:VALUE,...]",
         help="stu, train-stu: architectures to time side by side, each the model's config with these "
         "overrides (random weights), e.g. base light=stem_kernel_size:1,skip_fusion:add",
@@ -512,6 +523,14 @@ def main(argv: list[str] | None = None) -> dict:
     args.repeats = args.repeats or (2 if args.what == "pipeline" else 5)
     if args.variants and args.what == "pipeline":
         ap.error("--variants times STU architectures: use it with stu or train-stu")
+    if args.compare and args.what != "pipeline":
+        ap.error("--compare times other pipelines: use it with pipeline")
+    for spec in args.compare:
+        name, eq, folder = spec.partition("=")
+        if not (eq and name and folder):
+            ap.error(f"--compare takes NAME=DIR, got {spec!r}")
+        if not (Path(folder) / "model_index.json").exists():
+            ap.error(f"--compare {name}: {folder} is not a pipeline folder (no model_index.json)")
     torch.set_flush_denormal(True)
     try:
         return _run(args)
@@ -526,6 +545,7 @@ def _run(args) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "model": args.model,
+        "compare": args.compare,
     }
     model_dir = Path(args.model) if args.model else None
     precisions = tuple(args.precisions)
@@ -554,8 +574,13 @@ def _run(args) -> dict:
 
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_pipeline(
-                args.model, args.resolutions, args.seconds, args.repeats, Path(tmp), precisions
-            )
+                args.model, args.resolutions, args.seconds, args.repeats, Path(tmp), precisions,
+                label=Path(args.model).name if args.model else "embedded default",
+            )  # fmt: skip
+            for name, _, folder in (c.partition("=") for c in args.compare):
+                rows += bench_pipeline(
+                    folder, args.resolutions, args.seconds, args.repeats, Path(tmp), precisions, label=name
+                )
             memory = [
                 measure_memory(args.model, s, args.memory_precision, Path(tmp)) for s in args.memory_seconds
             ]

@@ -179,3 +179,24 @@ def test_pipeline_benchmark_writes_results(pipe_dir, tmp_path):
     assert [m["seconds_of_audio"] for m in result["memory"]] == [1, 2]
     assert all(m["peak_rss_mb"] >= m["rss_after_imports_mb"] > 50 for m in result["memory"])
     assert "real-time factor" in out.with_suffix(".md").read_text()
+
+
+def test_pipeline_benchmark_compares_pipelines_in_one_run(pipe_dir, tmp_path):
+    from conftest import load_script
+
+    out = tmp_path / "bench.json"
+    bench = load_script("benchmark")
+    bench.main(
+        ["--model", str(pipe_dir), "--compare", f"before={pipe_dir}", "--resolutions", "32", "64"]
+        + ["--precisions", "fp32", "--seconds", "1", "--repeats", "1", "--memory-seconds", "--output", str(out)]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["pipeline"], r["resolution"], r["weights"]) for r in rows] == [
+        (pipe_dir.name, 32, "trained"),
+        (pipe_dir.name, 64, "random (same architecture)"),
+        ("before", 32, "trained"),
+        ("before", 64, "random (same architecture)"),
+    ]
+    assert "| before | 64 | random (same architecture) | fp32 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--compare", f"x={tmp_path}", "--output", str(out)])  # not a pipeline folder
