@@ -103,8 +103,16 @@ preview-data: $(VENV)/.installed
 	$(PY) scripts/preview_sample.py --synthesize bach/bwv846 --seconds 20 --output outputs/preview.mp4
 
 ## benchmark: the whole pipeline (speed by stage, real-time factor, memory for 10/60/300 s)
-benchmark: $(VENV)/.installed
-	$(PY) scripts/benchmark.py --output pipelines/apvg-virtual-pianist/benchmark.json
+## benchmark: the embedded pipeline beside the previous release (its STU at 128), in one run
+## (PRECISIONS="fp32 bf16" on CPUs with bf16 units)
+PRECISIONS ?= fp32
+PREVIOUS := 0c86510
+outputs/pipeline-$(PREVIOUS)/model_index.json:
+	mkdir -p outputs/pipeline-$(PREVIOUS)
+	git archive $(PREVIOUS) pipelines/apvg-virtual-pianist | tar -x -C outputs/pipeline-$(PREVIOUS) --strip-components=2
+benchmark: $(VENV)/.installed outputs/pipeline-$(PREVIOUS)/model_index.json
+	$(PY) scripts/benchmark.py --precisions $(PRECISIONS) --output pipelines/apvg-virtual-pianist/benchmark.json \
+		--compare "previous release (128 STU, $(PREVIOUS))=outputs/pipeline-$(PREVIOUS)"
 
 dataset-small: $(VENV)/.installed
 	$(PY) scripts/build_dataset.py --preset small --output data/virtual_pianist_small
@@ -218,15 +226,10 @@ benchmark-stu-variants: $(VENV)/.installed
 	$(PY) scripts/benchmark.py train-stu --resolutions 128 256 --precisions fp32 --repeats 3 \
 		--variants $(STU_VARIANTS) --output pipelines/apvg-virtual-pianist/stu_variants_train_benchmark.json
 
-## train-stu-256: the released STU at 256x256: the 128 STU released before it (0c86510) upscaled with a
-## pixel-shuffle path (the network stays at 128), trained on at 256 for 600 steps in fp32 (~75 min; resumes)
-STU_128 := 0c86510
-outputs/stu-128/diffusion_pytorch_model.safetensors:
-	mkdir -p outputs/stu-128
-	for f in config.json diffusion_pytorch_model.safetensors; do \
-		git show $(STU_128):pipelines/apvg-virtual-pianist/stu/$$f > outputs/stu-128/$$f; done
-outputs/stu-256-init/config.json: outputs/stu-128/diffusion_pytorch_model.safetensors | $(VENV)/.installed
-	$(PY) scripts/upscale_stu.py --model outputs/stu-128 --factor 2 --output outputs/stu-256-init
+## train-stu-256: the released STU at 256x256: the 128 STU of the previous release (0c86510) upscaled with a
+## pixel-shuffle path (the network stays at 128), trained on at 256 for 600 steps in fp32 (~70 min; resumes)
+outputs/stu-256-init/config.json: outputs/pipeline-$(PREVIOUS)/model_index.json | $(VENV)/.installed
+	$(PY) scripts/upscale_stu.py --model outputs/pipeline-$(PREVIOUS)/stu --factor 2 --output outputs/stu-256-init
 train-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
 		scripts/train_stu.py --config pipelines/apvg-virtual-pianist/stu_256.yaml \
@@ -234,7 +237,7 @@ train-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 ## evaluate-stu-256: the 256 STU beside the 128 STU upscaled (bicubic) and its own starting point, on the test pieces
 evaluate-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 	$(PY) scripts/evaluate_stu.py --model pipelines/apvg-virtual-pianist/stu --name "STU at 256 (released)" \
-		--compare "STU at 128 ($(STU_128)), upscaled=outputs/stu-128" \
+		--compare "STU at 128 (previous release), upscaled=outputs/pipeline-$(PREVIOUS)/stu" \
 			"STU at 256 before training (the 128 STU upscaled inside)=outputs/stu-256-init" \
 		--khp pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium --split test \
 		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_256_results.json

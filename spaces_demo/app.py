@@ -56,7 +56,13 @@ LAYOUTS = [
     ("Skeleton overlay", "overlay"),
     ("Side by side (stage 1 | stage 2)", "side-by-side"),
 ]
-SIZES = [("128 px (native)", 128), ("256 px", 256), ("384 px", 384), ("512 px", 512)]
+SIZES = (128, 256, 384, 512)
+
+
+def size_choices(native: int) -> list[tuple[str, int]]:
+    """The output sizes offered, the pipeline's own resolution marked (and offered if not in SIZES)."""
+    sizes = sorted(set(SIZES) | {native})
+    return [(f"{s} px (native)" if s == native else f"{s} px", s) for s in sizes]
 
 
 def chunk_seconds_for(duration: float) -> float:
@@ -517,7 +523,12 @@ def create_demo(
                     elem_id="performer",
                 )
                 with gr.Row():
-                    video_size = gr.Radio(SIZES, value=256, label="Output size", elem_id="size")
+                    video_size = gr.Radio(
+                        size_choices(pipe.stu.config.resolution),
+                        value=256,
+                        label="Output size",
+                        elem_id="size",
+                    )
                     layout = gr.Radio(LAYOUTS, value="side-by-side", label="Layout", elem_id="layout")
                 longest = gr.Slider(
                     minimum=5,
