@@ -113,12 +113,15 @@ STU_DIR = KHP_DIR.parent / "stu"
 
 
 def test_committed_stu_renders_the_khp_output():
-    """KHP keypoints -> heatmaps -> the committed STU: frames that look like the reference scene."""
+    """KHP keypoints -> heatmaps -> the committed STU (its recipe: stu_256.yaml, 256 frames from a
+    network at 128): frames that look like the reference scene."""
     from apvg_hf import STUModel
     from apvg_hf.evaluation.frames import stu_render
 
     stu = STUModel.from_pretrained(STU_DIR)
-    recipe = yaml.safe_load((KHP_DIR.parent / "stu.yaml").read_text())
+    recipe = yaml.safe_load((KHP_DIR.parent / "stu_256.yaml").read_text())
+    R = stu.config.resolution
+    assert (R, stu.map_resolution) == (256, 128)
     for key, value in recipe["model"].items():
         got = getattr(stu.config, key)
         assert (list(got) if isinstance(got, tuple | list) else got) == value, key
@@ -129,10 +132,10 @@ def test_committed_stu_renders_the_khp_output():
     out = khp_predict(khp, feats, *reference_inputs())
     # a plain reference: the coarse prediction upsampled stands in for a real frame of the scene
     reference = torch.nn.functional.interpolate(
-        torch.from_numpy(out["coarse"][:1]), size=128, mode="bilinear"
+        torch.from_numpy(out["coarse"][:1]), size=R, mode="bilinear"
     )[0]
     frames = stu_render(stu, out["keypoints"], out["visibility"], out["coarse"], reference.numpy(), chunk=16)
-    assert frames.shape == (30, 3, 128, 128) and torch.isfinite(frames).all()
+    assert frames.shape == (30, 3, R, R) and torch.isfinite(frames).all()
     assert frames.min() >= 0 and frames.max() <= 1
     assert (frames - reference).abs().mean() < 0.25  # the scene is kept, not repainted from scratch
 
@@ -153,7 +156,7 @@ def test_embedded_default_pipeline_loads_every_way():
     wave = (0.3 * np.sin(2 * np.pi * 261.6 * t) * (t % 0.5 < 0.25)).astype(np.float32)
     a = pipe(wave, sampling_rate=16000, show_progress=False)
     b = task(wave, sampling_rate=16000)
-    assert a.frames.shape == (30, 128, 128, 3) and np.array_equal(a.frames, b["frames"])
+    assert a.frames.shape == (30, 256, 256, 3) and np.array_equal(a.frames, b["frames"])
     assert 40 < a.frames.mean() < 220 and a.frames.std() > 10  # a picture, not a flat field
     khp = AutoModel.from_pretrained(folder, subfolder="khp")
     assert isinstance(khp, KHPModel)

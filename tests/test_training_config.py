@@ -110,6 +110,7 @@ def test_model_section_builds_the_model_config():
         (TrainKHPConfig, "khp.yaml"),
         (TrainKHPConfig, "khp_finetune.yaml"),
         (TrainSTUConfig, "stu.yaml"),
+        (TrainSTUConfig, "stu_256.yaml"),
         (TrainKHPConfig, "khp_contact.yaml"),
         (TrainTranscriberConfig, "khp_transcriber.yaml"),
         (TrainKHPConfig, "khp_motion.yaml"),

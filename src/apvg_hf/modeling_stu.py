@@ -232,9 +232,8 @@ class STUModel(ModelMixin, ConfigMixin):
         self, keypoints: torch.Tensor, visibility: torch.Tensor | None = None, out: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Keypoints (..., K, 2) in [0, 1] (+ visibility (..., K)) -> this model's input maps
-        (..., K + L, R, R) at its `resolution`, with the Gaussian widths it was trained with (written into
-        `out`, (M, K + L, R, R) in any layout, when given). R is `map_resolution`: resolution /
-        pixel_shuffle.
+        (..., K + L, R, R) at its `map_resolution` R (resolution / pixel_shuffle), with the Gaussian widths
+        it was trained with (written into `out`, (M, K + L, R, R) in any layout, when given).
 
         Rendered sparsely (`keypoints_to_heatmaps(method="fast")`: only the tiles near each keypoint and
         bone; equal to the dense maps within 1.5e-8) at a few percent of the dense maps' cost."""
@@ -279,7 +278,7 @@ class STUModel(ModelMixin, ConfigMixin):
             state: (B, C, H / (p 2^n), W / (p 2^n)) GRU state from the previous call (zeros when None).
         """
         B, T = heatmaps.shape[:2]
-        x = self.assemble_inputs(heatmaps.flatten(0, 1), coarse, reference)  # (BT, Cin, H, W)
+        x = self.assemble_inputs(heatmaps.flatten(0, 1), coarse, reference)  # (BT, Cin, H / p, W / p)
         frames, state = self.run(x, B, T, state)
         if not return_dict:
             return frames, state
