@@ -227,13 +227,15 @@ benchmark-stu-variants: $(VENV)/.installed
 		--variants $(STU_VARIANTS) --output pipelines/apvg-virtual-pianist/stu_variants_train_benchmark.json
 
 ## train-stu-256: the released STU at 256x256: the 128 STU of the previous release (0c86510) upscaled with a
-## pixel-shuffle path (the network stays at 128), trained on at 256 for 600 steps in fp32 (~70 min; resumes)
+## pixel-shuffle path (the network stays at 128), trained on at 256 for 500 steps of a 600-step schedule in fp32
+## (~80 min; resumes), the model exported from the step-500 checkpoint
 outputs/stu-256-init/config.json: outputs/pipeline-$(PREVIOUS)/model_index.json | $(VENV)/.installed
 	$(PY) scripts/upscale_stu.py --model outputs/pipeline-$(PREVIOUS)/stu --factor 2 --output outputs/stu-256-init
 train-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 	$(VENV)/bin/accelerate launch --num_processes 1 --mixed_precision no --dynamo_backend no \
 		scripts/train_stu.py --config pipelines/apvg-virtual-pianist/stu_256.yaml \
 		$(if $(wildcard outputs/stu-256/checkpoints),--resume)
+	$(PY) scripts/export_stu.py --run outputs/stu-256 --checkpoint outputs/stu-256/checkpoints/step-000500
 ## evaluate-stu-256: the 256 STU beside the 128 STU upscaled (bicubic) and its own starting point, on the test pieces
 evaluate-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 	$(PY) scripts/evaluate_stu.py --model pipelines/apvg-virtual-pianist/stu --name "STU at 256 (released)" \

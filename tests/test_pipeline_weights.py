@@ -131,9 +131,9 @@ def test_committed_stu_renders_the_khp_output():
     ][0]
     out = khp_predict(khp, feats, *reference_inputs())
     # a plain reference: the coarse prediction upsampled stands in for a real frame of the scene
-    reference = torch.nn.functional.interpolate(
-        torch.from_numpy(out["coarse"][:1]), size=R, mode="bilinear"
-    )[0]
+    reference = torch.nn.functional.interpolate(torch.from_numpy(out["coarse"][:1]), size=R, mode="bilinear")[
+        0
+    ]
     frames = stu_render(stu, out["keypoints"], out["visibility"], out["coarse"], reference.numpy(), chunk=16)
     assert frames.shape == (30, 3, R, R) and torch.isfinite(frames).all()
     assert frames.min() >= 0 and frames.max() <= 1

@@ -188,7 +188,17 @@ def test_pipeline_benchmark_compares_pipelines_in_one_run(pipe_dir, tmp_path):
     bench = load_script("benchmark")
     bench.main(
         ["--model", str(pipe_dir), "--compare", f"before={pipe_dir}", "--resolutions", "32", "64"]
-        + ["--precisions", "fp32", "--seconds", "1", "--repeats", "1", "--memory-seconds", "--output", str(out)]
+        + [
+            "--precisions",
+            "fp32",
+            "--seconds",
+            "1",
+            "--repeats",
+            "1",
+            "--memory-seconds",
+            "--output",
+            str(out),
+        ]
     )
     rows = json.loads(out.read_text())["rows"]
     assert [(r["pipeline"], r["resolution"], r["weights"]) for r in rows] == [

@@ -82,6 +82,14 @@ def test_resume_is_exact(tiny_dataset, tmp_path):
         assert torch.equal(a[k], b[k]), k
     mid = load_file(tmp_path / "b" / "checkpoints" / "step-000002" / "model.safetensors")
     assert any(not torch.equal(a[k], mid[k]) for k in a)  # and the resumed steps did train
+    # the weights of a stopped run's checkpoint, exported as a model folder (scripts/export_stu.py)
+    ckpt = tmp_path / "b" / "checkpoints" / "step-000002"
+    out = load_script("export_stu").main(["--run", str(tmp_path / "b"), "--checkpoint", str(ckpt)])
+    exported = STUModel.from_pretrained(out).state_dict()
+    assert all(torch.equal(exported[k], mid[k]) for k in mid) and exported.keys() == mid.keys()
+    assert "stop_after: 2" in (out / "train_config.yaml").read_text()
+    with pytest.raises(SystemExit, match="no complete checkpoint"):
+        load_script("export_stu").main(["--run", str(tmp_path / "nothing")])
 
 
 @pytest.mark.slow  # a trainer in a subprocess, then two runs to compare: 20-60 s on 2 CPU cores

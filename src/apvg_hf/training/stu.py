@@ -16,6 +16,7 @@ TensorBoard logs with validation images.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -34,7 +36,8 @@ from ..evaluation.khp import performance_key, reference_source
 from ..feature_extraction_apvg import APVGFeatureExtractor
 from ..heatmaps import keypoints_to_heatmaps
 from ..modeling_stu import STUModel, map_resolution
-from .config import MixedPrecision, kwargs_dataclass
+from .checkpoints import latest_checkpoint
+from .config import MixedPrecision, kwargs_dataclass, load_config, save_config
 from .loop import (
     GracefulStop,
     after_step,
@@ -341,6 +344,25 @@ def train(cfg: TrainSTUConfig, resume: str | None = None) -> Path | None:
 
     # 5. Save the STU (main process) and the resolved config; the discriminator stays in the checkpoints.
     return save_final(accelerator, out_dir, cfg, model)
+
+
+def export_checkpoint(run_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """`<run_dir>/model` from a checkpoint of a run that stopped early (a signal or `stop_after`; the newest
+    checkpoint unless one is named): the STU as `save_pretrained` writes it and the run's config with
+    `stop_after` set to the checkpoint's step, so the recipe that gave these weights is on record."""
+    run_dir = Path(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if ckpt is None or not (ckpt / "trainer_state.json").exists():
+        raise FileNotFoundError(f"no complete checkpoint in {run_dir / 'checkpoints'} ({ckpt})")
+    step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    cfg = load_config(TrainSTUConfig, run_dir / "train_config.yaml")
+    model = STUModel.from_pretrained(cfg.init_from) if cfg.init_from else STUModel(**asdict(cfg.model))
+    model.load_state_dict(load_file(ckpt / "model.safetensors"))  # strict: the same architecture
+    cfg.stop_after = step
+    out = run_dir / "model"
+    model.save_pretrained(out)
+    save_config(cfg, out / "train_config.yaml")
+    return out
 
 
 def main(argv: list[str] | None = None, doc: str | None = None) -> Path | None:
