@@ -106,12 +106,14 @@ preview-data: $(VENV)/.installed
 ## benchmark: the embedded pipeline beside the previous release (its STU at 128), in one run
 ## (PRECISIONS="fp32 bf16" on CPUs with bf16 units)
 PRECISIONS ?= fp32
+MEMORY_SECONDS ?= 10 60 300
 PREVIOUS := 0c86510
 outputs/pipeline-$(PREVIOUS)/model_index.json:
 	mkdir -p outputs/pipeline-$(PREVIOUS)
 	git archive $(PREVIOUS) pipelines/apvg-virtual-pianist | tar -x -C outputs/pipeline-$(PREVIOUS) --strip-components=2
 benchmark: $(VENV)/.installed outputs/pipeline-$(PREVIOUS)/model_index.json
-	$(PY) scripts/benchmark.py --precisions $(PRECISIONS) --output pipelines/apvg-virtual-pianist/benchmark.json \
+	$(PY) scripts/benchmark.py --precisions $(PRECISIONS) --memory-seconds $(MEMORY_SECONDS) \
+		--output pipelines/apvg-virtual-pianist/benchmark.json \
 		--compare "previous release (128 STU, $(PREVIOUS))=outputs/pipeline-$(PREVIOUS)"
 
 dataset-small: $(VENV)/.installed
