@@ -19,7 +19,7 @@ UV_SOURCES = $(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
 
 .PHONY: install lock test test-slow test-latest test-wheel quality format demo demo-midi demo-real personalise-fourms evaluate-real preview-data benchmark dataset-small \
 	dataset-medium train-khp train-khp-finetune train-khp-transcriber train-khp-motion evaluate-transcription evaluate-khp train-stu train-stu-continue train-stu-ablations train-stu-variants \
-	evaluate-stu-variants benchmark-stu-variants train-stu-256 evaluate-stu-256 \
+	evaluate-stu-variants benchmark-stu-variants train-stu-256 evaluate-stu-256 benchmark-stu-256 \
 	evaluate-stu evaluate-stu-released benchmark-stu clean
 
 # The environment: exactly the lock (uv installs it in seconds), then this package (editable, no deps).
@@ -245,6 +245,17 @@ evaluate-stu-256: $(VENV)/.installed outputs/stu-256-init/config.json
 			"STU at 256 before training (the 128 STU upscaled inside)=outputs/stu-256-init" \
 		--khp pipelines/apvg-virtual-pianist/khp --dataset data/virtual_pianist_medium --split test \
 		--max-frames 150 --output pipelines/apvg-virtual-pianist/stu_256_results.json
+
+## benchmark-stu-256: the 256 STU's network against the plain 256 one (the 128 architecture at 256), inference
+## (fp32 and bf16) and training steps
+STU_256_VARIANTS := plain-256=pixel_shuffle:1 pixel-shuffle=pixel_shuffle:2 \
+	light-pixel-shuffle=pixel_shuffle:2,stem_kernel_size:1,skip_fusion:add
+benchmark-stu-256: $(VENV)/.installed
+	$(PY) scripts/benchmark.py stu --resolutions 256 --precisions fp32 bf16 --variants $(STU_256_VARIANTS) \
+		--output pipelines/apvg-virtual-pianist/stu_256_benchmark.json
+	$(PY) scripts/benchmark.py train-stu --resolutions 256 --precisions fp32 --repeats 3 \
+		--variants plain-256=pixel_shuffle:1 pixel-shuffle=pixel_shuffle:2 \
+		--output pipelines/apvg-virtual-pianist/stu_256_train_benchmark.json
 
 STU_COMPARE := "no graph=outputs/stu-no-graph/model" "no ConvGRU=outputs/stu-no-gru/model" \
 	"pix2pix-style UNet=outputs/stu-pix2pix/model"
