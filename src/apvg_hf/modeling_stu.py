@@ -216,7 +216,7 @@ class STUModel(ModelMixin, ConfigMixin):
             raise ValueError(f"upscaled_from needs an STU without pixel_shuffle, got {c['pixel_shuffle']}")
         new = cls(**c | {"resolution": c["resolution"] * factor, "pixel_shuffle": factor})
         f2, C = factor * factor, c["num_keypoints"] + c["num_limbs"]
-        sd = {k: v.clone() for k, v in stu.state_dict().items()}
+        sd = dict(stu.state_dict())  # load_state_dict copies: stu's own tensors are not changed
         w = sd["stem.0.weight"]  # (c0, K + L + 6, k, k): the reference's 3 channels last
         sd["stem.0.weight"] = torch.cat([w[:, : C + 3], w[:, C + 3 :].repeat_interleave(f2, 1) / f2], 1)
         sd["to_rgb.weight"] = sd["to_rgb.weight"].repeat_interleave(f2, 0)  # channel c -> c f2 + k
